@@ -1,0 +1,17 @@
+"""Attacks: every one is registered by name and exposes `reconstruct(observation) -> Reconstruction`."""
+
+from . import dlg, ig  # noqa: F401  (registration)
+from .base import ATTACKS, Attack, Reconstruction, make_attack
+from .distances import DISTANCES
+from .dlg import DLG
+from .ig import InvertingGradients
+
+__all__ = [
+    "ATTACKS",
+    "DISTANCES",
+    "DLG",
+    "Attack",
+    "InvertingGradients",
+    "Reconstruction",
+    "make_attack",
+]

@@ -1,0 +1,32 @@
+"""Command-line interface. Every user error is one line on stderr and exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import GradinvError
+from . import attack, listing  # noqa: F401  (command registration)
+from .app import app
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app.main(args=argv, prog_name="gradinv", standalone_mode=False)
+    except GradinvError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Federated learning simulation and the threat model (what the server observes)."""
+
+from .client import aggregate, observe
+from .observation import Observation
+from .protocol import Protocol, forward, loss_fn, simulate_update
+
+__all__ = [
+    "Observation",
+    "Protocol",
+    "aggregate",
+    "forward",
+    "loss_fn",
+    "observe",
+    "simulate_update",
+]
