@@ -156,6 +156,7 @@ def prepare(
 
 def run(config: RunConfig, progress: bool = True) -> RunResult:
     """Run one attack and score it against the private batch."""
+    _check(config)
     kwargs = attack_kwargs(config)
     attack = make_attack(config.attack, progress=progress, **kwargs)
     obs, images, labels = prepare(config, progress)

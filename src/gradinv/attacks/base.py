@@ -33,6 +33,13 @@ class Attack:
     no work. `reconstruct` sees only the Observation, never the private batch."""
 
     name: ClassVar[str] = ""
+    # For the common contract test (tests/test_contract.py): a built-in model this attack supports
+    # (with options), fast hyper-parameters, the batch size and image size to try.
+    contract_model: ClassVar[str] = "lenet"
+    contract_model_options: ClassVar[dict[str, Any]] = {}
+    contract_image_size: ClassVar[int] = 16
+    contract_options: ClassVar[dict[str, Any]] = {}
+    contract_batch_size: ClassVar[int] = 2
     seed: int = 0
     progress: bool = True
 

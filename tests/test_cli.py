@@ -1,0 +1,94 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from gradinv.attacks.optimization import _Context
+from gradinv.cli import main
+
+
+def test_attack_writes_the_full_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["attack", "--attack", "dlg", "--model", "mlp4", "--data", "sample", "--batch-size", "1",
+                 "--labels", "known", "--iterations", "20", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("attack", "model", "batch_size", "seed", "psnr", "psnr_per_image", "ssim", "ssim_per_image",
+                "mse", "label_accuracy", "iterations", "time_s"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["psnr"] >= 30 and metrics["label_accuracy"] is None and metrics["iterations"] == 20
+    for name in ("reconstruction.png", "progress.gif", "curve.png"):
+        assert (out / name).stat().st_size > 1000, name
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["attack"] == "dlg" and config["iterations"] == 20
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_config_yaml_reruns_identically(tmp_path):
+    from gradinv.pipeline import RunConfig, run
+
+    out = tmp_path / "a"
+    assert main(["attack", "--model", "lenet", "--iterations", "15", "--out", str(out), "--no-progress"]) == 0
+    config = RunConfig(**yaml.safe_load((out / "config.yaml").read_text()))
+    again = run(config, progress=False)
+    assert again.metrics["psnr_per_image"] == json.loads((out / "metrics.json").read_text())["psnr_per_image"]
+
+
+def test_interrupted_attack_still_writes_the_report(tmp_path, monkeypatch):
+    original = _Context.record
+
+    def interrupt(self, trial, iteration, loss):
+        original(self, trial, iteration, loss)
+        if iteration == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Context, "record", interrupt)
+    out = tmp_path / "r"
+    assert main(["attack", "--iterations", "500", "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["info"]["interrupted"] is True and metrics["iterations"] == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["attack", "--attack", "nope"], "unknown attack 'nope'; choose from: "),
+    (["attack", "--model", "vgg"], "unknown model 'vgg'; choose from: "),
+    (["attack", "--data", "mnist"], "unknown dataset 'mnist'; choose from: "),
+    (["attack", "--data", "cifar10:/does/not/exist"], "directory not found"),
+    (["attack", "--batch-size", "0"], "batch size must be at least 1"),
+    (["attack", "--batch-size", "12"], "needs 12 classes"),
+    (["attack", "--composition", "mixed"], "unknown composition"),
+    (["attack", "--labels", "guess"], "unknown labels mode 'guess'; choose from: known, joint"),
+    (["attack", "--dtype", "float16"], "unknown dtype"),
+    (["attack", "--device", "tpu"], "unknown device"),
+    (["attack", "--protocol", "fedprox"], "unknown protocol"),
+    (["attack", "--iterations", "0"], "iterations must be >= 1"),
+    (["attack", "--iterations", "ten"], "is not a valid integer"),
+    (["attack", "--model-opt", "depth=3"], "has no option 'depth'"),
+    (["attack", "--attack-opt", "lr=-1"], "lr must be > 0"),
+    (["attack", "--attack-opt", "momentum=0.9"], "has no option 'momentum'"),
+    (["attack", "--prior", "tv"], "expected NAME=WEIGHT"),
+    (["attack", "--prior", "sparsity=1"], "unknown prior"),
+    (["attack", "--image-size", "2"], "image size must be at least 4"),
+    (["attack", "--local-epochs", "0", "--protocol", "fedavg"], "local epochs must be >= 1"),
+])  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_list_names_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("dlg", "ig", "mlp4", "lenet", "resnet18", "cnn6", "convnet", "sample", "cifar10:DIR",
+                 "unique", "repeat:K", "idlg", "tv"):  # fmt: skip
+        assert word in out, word
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gradinv", "attack", "--attack", "nope"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: unknown attack 'nope'; choose from: " + proc.stderr.split("from: ")[1].strip()
