@@ -32,7 +32,7 @@ def save_reconstruction_png(
     cols = min(b, MAX_COLUMNS)
     blocks = (b + cols - 1) // cols
     fig, axes = plt.subplots(
-        2 * blocks, cols, figsize=(1.3 * cols + 0.6, 2.9 * blocks + 0.4), squeeze=False
+        2 * blocks, cols, figsize=(max(3.6, 1.3 * cols + 0.6), 2.9 * blocks + 0.5), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -101,7 +101,8 @@ def save_progress_gif(
     """Animation of the reconstruction evolving (truth on the left / top for reference)."""
     if not snapshots:
         snapshots = [(0, truth * 0)]
-    scale = max(1, 64 // truth.shape[-1])
+    h, cols = truth.shape[-1], min(truth.shape[0], MAX_COLUMNS)
+    scale = max(1, min(128 // h, 1024 // (cols * h)))  # big enough to see, at most ~1000 px wide
     reference = grid_image(truth, scale)
     frames = []
     for it, images in snapshots:
