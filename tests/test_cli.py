@@ -26,6 +26,16 @@ def test_attack_writes_the_full_report(tmp_path, capsys):
     assert "PSNR" in capsys.readouterr().out
 
 
+def test_aggregated_clients_are_attacked_as_one_batch(tmp_path):
+    out = tmp_path / "agg"
+    args = ["attack", "--attack", "ig", "--model", "mlp4", "--model-opt", "width=200", "--clients", "2",
+            "--iterations", "100", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["clients"] == 2 and len(metrics["psnr_per_image"]) == 2
+    assert metrics["psnr"] >= 25, metrics["psnr"]
+
+
 def test_config_yaml_reruns_identically(tmp_path):
     from gradinv.pipeline import RunConfig, run
 
@@ -70,6 +80,7 @@ def test_interrupted_attack_still_writes_the_report(tmp_path, monkeypatch):
     (["attack", "--attack-opt", "momentum=0.9"], "has no option 'momentum'"),
     (["attack", "--prior", "tv"], "expected NAME=WEIGHT"),
     (["attack", "--prior", "sparsity=1"], "unknown prior"),
+    (["attack", "--clients", "0"], "clients must be >= 1"),
     (["attack", "--image-size", "2"], "image size must be at least 4"),
     (["attack", "--local-epochs", "0", "--protocol", "fedavg"], "local epochs must be >= 1"),
 ])  # fmt: skip

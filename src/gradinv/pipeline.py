@@ -14,7 +14,7 @@ import torch
 from .attacks import ATTACKS, Reconstruction, make_attack
 from .data import batch_indices, load_dataset
 from .errors import GradinvError
-from .fl import Observation, Protocol, observe
+from .fl import Observation, Protocol, aggregate, observe
 from .labels import STRATEGIES
 from .metrics import evaluate
 from .models import build_model, train_model
@@ -30,6 +30,7 @@ class RunConfig:
     model: str = "lenet"
     data: str = "sample"
     batch_size: int = 1
+    clients: int = 1  # K clients, each with batch_size images; the server sees the aggregate
     composition: str = "unique"
     labels: str = "known"  # known | joint | a label strategy name
     share_batch_size: bool = True
@@ -86,6 +87,8 @@ def _check(config: RunConfig) -> None:
         )
     if config.image_size < 4:
         raise GradinvError(f"image size must be at least 4, got {config.image_size}")
+    if config.clients < 1:
+        raise GradinvError(f"clients must be >= 1, got {config.clients}")
     if config.train_epochs < 0:
         raise GradinvError(f"train epochs must be >= 0, got {config.train_epochs}")
 
@@ -119,7 +122,8 @@ def prepare(
     _check(config)
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
     dataset = load_dataset(config.data)
-    idx = batch_indices(dataset, config.batch_size, config.composition, config.seed)
+    total = config.batch_size * config.clients
+    idx = batch_indices(dataset, total, config.composition, config.seed)
     images = dataset.load(idx.tolist(), config.image_size)
     labels = torch.as_tensor(dataset.labels[idx])
     c = images.shape[1]
@@ -145,13 +149,17 @@ def prepare(
     protocol = Protocol(
         config.protocol, config.local_epochs, config.local_lr, config.local_batch_size
     )
-    obs = observe(
-        model, images.to(device, dtype), labels.to(device),
-        protocol=protocol, mean=mean, std=std,
-        share_labels=config.labels == "known", share_batch_size=config.share_batch_size,
-        model_spec={"name": config.model, "options": dict(config.model_options)},
-    )  # fmt: skip
-    return obs, images, labels
+    b = config.batch_size
+    rounds = [
+        observe(
+            model, images[k * b : (k + 1) * b].to(device, dtype), labels[k * b : (k + 1) * b].to(device),
+            protocol=protocol, mean=mean, std=std,
+            share_labels=config.labels == "known", share_batch_size=config.share_batch_size,
+            model_spec={"name": config.model, "options": dict(config.model_options)},
+        )  # fmt: skip
+        for k in range(config.clients)
+    ]
+    return (rounds[0] if len(rounds) == 1 else aggregate(rounds)), images, labels
 
 
 def run(config: RunConfig, progress: bool = True) -> RunResult:
@@ -174,6 +182,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         "model": config.model,
         "data": config.data,
         "batch_size": config.batch_size,
+        "clients": config.clients,
         "composition": config.composition,
         "seed": config.seed,
         "protocol": config.protocol,

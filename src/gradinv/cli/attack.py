@@ -64,6 +64,10 @@ def execute(config: RunConfig, out: str, progress: bool = True) -> dict:
 )
 @click.option("--batch-size", type=int, default=1, show_default=True, help="client batch size")
 @click.option(
+    "--clients", type=int, default=1, show_default=True,
+    help="K clients with their own batches; the server sees the aggregate",
+)  # fmt: skip
+@click.option(
     "--composition",
     type=str,
     default="unique",
@@ -142,6 +146,7 @@ def attack(
     model: str,
     data: str,
     batch_size: int,
+    clients: int,
     composition: str,
     labels: str,
     share_batch_size: bool,
@@ -168,7 +173,7 @@ def attack(
         k: parse_option(model, k, v) for k, v in _key_values(model_opt, "model option").items()
     }
     config = RunConfig(
-        attack=attack, model=model, data=data, batch_size=batch_size, composition=composition,
+        attack=attack, model=model, data=data, batch_size=batch_size, clients=clients, composition=composition,
         labels=labels, share_batch_size=share_batch_size, image_size=image_size,
         iterations=iterations, restarts=restarts, seed=seed, dtype=dtype, device=device,
         protocol=protocol, local_epochs=local_epochs, local_lr=local_lr,
