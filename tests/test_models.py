@@ -14,7 +14,7 @@ def test_every_model_builds_and_classifies(name, shape):
 
 
 def test_lenet_reference_init_is_uniform():
-    model = build_model("lenet", (3, 32, 32), 10)
+    model = build_model("lenet", (3, 32, 32), 10, init="uniform")
     values = torch.cat([p.flatten() for p in model.parameters()])
     assert values.min() >= -0.5 and values.max() <= 0.5 and values.std() > 0.25  # U(-.5,.5): std 0.289
 

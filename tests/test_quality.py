@@ -18,9 +18,15 @@ def test_readme_example_recovers_a_photo_from_mlp4_at_30db(capsys):
 
 
 def test_dlg_on_lenet_reaches_20db_and_recovers_the_label():
-    result = run(RunConfig(attack="dlg", model="lenet", labels="joint", iterations=50), progress=False)
+    result = run(RunConfig(attack="dlg", model="lenet", labels="joint", iterations=30), progress=False)
     assert result.metrics["psnr"] >= 20.0, result.metrics["psnr"]
     assert result.metrics["label_accuracy"] == 1.0
+
+
+def test_dlg_on_the_reference_uniform_init_lenet_reaches_20db():
+    config = RunConfig(attack="dlg", model="lenet", iterations=60, model_options={"init": "uniform"})
+    result = run(config, progress=False)
+    assert result.metrics["psnr"] >= 20.0, result.metrics["psnr"]
 
 
 def test_ig_inverts_a_fedavg_update_through_the_local_steps():

@@ -26,6 +26,7 @@ class DLG(OptimizationAttack):
     """
 
     name = "dlg"
+    contract_options = {"iterations": 3}
     iterations: int = 100
     distance: str = "l2"
     label_strategy: str = "joint"
@@ -46,6 +47,10 @@ class DLG(OptimizationAttack):
             max_iter=self.max_iter_per_step,
             history_size=100,
             line_search_fn="strong_wolfe" if self.line_search else None,
+            # No early stop: with small gradients (e.g. PyTorch's default init) the l2 loss is tiny in
+            # absolute terms and L-BFGS's default tolerances would end the attack prematurely.
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
         )
 
         def closure() -> torch.Tensor:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import GradinvError
-from . import attack, listing  # noqa: F401  (command registration)
+from . import attack, experiment_labels, labels, listing  # noqa: F401  (command registration)
 from .app import app
 
 

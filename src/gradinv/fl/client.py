@@ -69,7 +69,7 @@ def observe(
         )
     finally:
         model.train(was_training)
-    obs.update = {k: v.detach() for k, v in update.items()}
+    obs.update = {k: v.detach().contiguous() for k, v in update.items()}
     return obs
 
 

@@ -1,6 +1,8 @@
 """Label recovery from the shared update, and batch-size estimation.
 
-A strategy is a callable `(observation, batch_size) -> LongTensor of B labels` (a multiset, sorted)."""
+A strategy is a callable `(observation, batch_size) -> LongTensor of B labels` (a multiset, sorted).
+`recover_labels(observation, strategy, batch_size)` runs one by name; when neither the caller nor
+the observation gives the batch size it is estimated with `estimate_batch_size`."""
 
 from __future__ import annotations
 
@@ -11,57 +13,61 @@ import torch
 from ..errors import GradinvError
 from ..fl import Observation
 from ..registry import Registry
+from .auto import auto
 from .batch_size import BatchSizeEstimate, estimate_batch_size
+from .bias_corrected import bias_corrected
 from .common import last_layer_signal
+from .idlg import idlg
+from .ilrg import ilrg
+from .llg import llg
+from .yin import yin
 
 Strategy = Callable[[Observation, int], torch.Tensor]
 STRATEGIES: Registry[Strategy] = Registry("label strategy")
-
-
-@STRATEGIES.register(
-    "idlg", "iDLG (Zhao et al. 2020): B=1, the one class whose last-layer gradient is negative"
+STRATEGIES.register(
+    "idlg", "iDLG (Zhao et al. 2020): B=1, the one class whose gradient is negative"
+)(idlg)
+STRATEGIES.register(
+    "yin", "GradInversion (Yin et al. 2021): B most negative row minima; distinct labels only"
+)(yin)
+STRATEGIES.register(
+    "llg", "LLG (Wainakh et al. 2022): greedy on weight-row sums, impact subtracted"
+)(llg)
+STRATEGIES.register("bias-corrected", "n_c = B(p̄_c − ∇b_c), p̄ from the model on dummy inputs")(
+    bias_corrected
 )
-def idlg(observation: Observation, batch_size: int) -> torch.Tensor:
-    if batch_size != 1:
-        raise GradinvError(f"label strategy 'idlg' handles batch size 1 only, got {batch_size}")
-    signal = last_layer_signal(observation)
-    return signal.per_class.argmin().view(1).cpu()
-
-
-@STRATEGIES.register(
-    "yin",
-    "GradInversion (Yin et al. 2021): B classes with the most negative row minimum; unique labels only",
+STRATEGIES.register(
+    "ilrg", "iLRG (Ma et al. 2023): per-class mean embeddings, least-squares counts"
+)(ilrg)
+STRATEGIES.register("auto", "idlg for B=1; for B>1 the refined count solver (see docs/labels.md)")(
+    auto
 )
-def yin(observation: Observation, batch_size: int) -> torch.Tensor:
-    signal = last_layer_signal(observation)
-    if batch_size > signal.weight.shape[0]:
-        raise GradinvError(
-            f"label strategy 'yin' recovers distinct labels only: batch size {batch_size} > "
-            f"{signal.weight.shape[0]} classes"
-        )
-    row_min = signal.weight.min(dim=1).values
-    return row_min.argsort()[:batch_size].sort().values.cpu()
-
-
-@STRATEGIES.register("auto", "idlg for a batch of one, yin otherwise")
-def auto(observation: Observation, batch_size: int) -> torch.Tensor:
-    return idlg(observation, 1) if batch_size == 1 else yin(observation, batch_size)
 
 
 def recover_labels(
     observation: Observation, strategy: str = "auto", batch_size: int | None = None
 ) -> torch.Tensor:
-    """Recovered label multiset (sorted int64 tensor of length B) using a registered strategy."""
+    """Recovered label multiset (sorted int64 cpu tensor of length B) using a registered strategy.
+    The batch size is `batch_size`, else the observation's, else estimated from the update."""
     fn = STRATEGIES.get(strategy)
-    b = batch_size or observation.batch_size or estimate_batch_size(observation).estimate
-    if b < 1:
-        raise GradinvError(f"batch size must be >= 1, got {b}")
-    return fn(observation, b).long()
+    if batch_size is None:
+        batch_size = observation.batch_size
+    if batch_size is None:
+        batch_size = estimate_batch_size(observation).estimate
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise GradinvError(f"batch size must be an integer >= 1, got {batch_size!r}")
+    labels = fn(observation, batch_size).long().cpu()
+    if labels.shape != (batch_size,):
+        raise RuntimeError(
+            f"strategy {strategy!r} returned {tuple(labels.shape)} labels for B={batch_size}"
+        )
+    return labels.sort().values
 
 
 __all__ = [
     "STRATEGIES",
     "BatchSizeEstimate",
+    "Strategy",
     "estimate_batch_size",
     "last_layer_signal",
     "recover_labels",

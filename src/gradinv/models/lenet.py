@@ -6,10 +6,11 @@ from ..errors import GradinvError
 from ._layers import flat_size
 
 
-def lenet(in_shape: tuple[int, int, int], num_classes: int, init: str = "uniform") -> nn.Module:
+def lenet(in_shape: tuple[int, int, int], num_classes: int, init: str = "default") -> nn.Module:
     """The LeNet of DLG/iDLG (Zhu et al. 2019): three 5x5 convolutions with 12 channels, strides
-    2, 2, 1, padding 2, sigmoid activations, then one linear layer. `init="uniform"` draws every
-    weight and bias from U(-0.5, 0.5) as the reference code does; `init="default"` keeps PyTorch's."""
+    2, 2, 1, padding 2, sigmoid activations, then one linear layer. `init="default"` keeps PyTorch's
+    initialisation; `init="uniform"` draws every weight and bias from U(-0.5, 0.5) as DLG's
+    reference code does (larger gradients, peaked outputs: harder for label counting)."""
     c = in_shape[0]
     body = nn.Sequential(
         nn.Conv2d(c, 12, 5, stride=2, padding=2),

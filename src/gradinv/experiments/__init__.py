@@ -1,0 +1,1 @@
+"""Experiments that reproduce findings of the literature with one command."""
