@@ -2,9 +2,12 @@
 
 from . import dlg, ig  # noqa: F401  (registration)
 from .base import ATTACKS, Attack, Reconstruction, make_attack
+from .bias import BiasAttack  # noqa: F401  (registration)
 from .distances import DISTANCES
 from .dlg import DLG
 from .ig import InvertingGradients
+from .rgap import RGap  # noqa: F401  (registration)
+from .spear import Spear  # noqa: F401  (registration)
 
 __all__ = [
     "ATTACKS",

@@ -7,7 +7,8 @@ import sys
 import click
 
 from ..errors import GradinvError
-from . import attack, experiment_labels, labels, listing  # noqa: F401  (command registration)
+from . import attack, experiment_labels, labels, listing  # noqa: F401  (command registration)  # noqa: F401,E402  (label commands)
+from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
 
 
