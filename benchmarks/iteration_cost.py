@@ -57,13 +57,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, 32x32")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, 32x32"
+    )
     print("| model | batch | train step (ms) | attack iteration (ms) | ratio |")
     print("|---|---|---|---|---|")
     for name in ("lenet", "convnet", "resnet18"):
         for batch in (1, 8):
             train, attack = measure(name, batch, repeats=args.repeats)
-            print(f"| {name} | {batch} | {train * 1e3:.1f} | {attack * 1e3:.1f} | {attack / train:.1f}x |")
+            print(
+                f"| {name} | {batch} | {train * 1e3:.1f} | {attack * 1e3:.1f} | {attack / train:.1f}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from gradinv.data import load_dataset
 torch.set_num_threads(1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sample():
     return load_dataset("sample")
 

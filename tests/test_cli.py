@@ -18,7 +18,9 @@ def test_attack_writes_the_full_report(tmp_path, capsys):
     for key in ("attack", "model", "batch_size", "seed", "psnr", "psnr_per_image", "ssim", "ssim_per_image",
                 "mse", "label_accuracy", "iterations", "time_s"):  # fmt: skip
         assert key in metrics, key
-    assert metrics["psnr"] >= 30 and metrics["label_accuracy"] is None and metrics["iterations"] == 20
+    assert (
+        metrics["psnr"] >= 30 and metrics["label_accuracy"] is None and metrics["iterations"] == 20
+    )
     for name in ("reconstruction.png", "progress.gif", "curve.png"):
         assert (out / name).stat().st_size > 1000, name
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -40,10 +42,18 @@ def test_config_yaml_reruns_identically(tmp_path):
     from gradinv.pipeline import RunConfig, run
 
     out = tmp_path / "a"
-    assert main(["attack", "--model", "lenet", "--iterations", "15", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            ["attack", "--model", "lenet", "--iterations", "15", "--out", str(out), "--no-progress"]
+        )
+        == 0
+    )
     config = RunConfig(**yaml.safe_load((out / "config.yaml").read_text()))
     again = run(config, progress=False)
-    assert again.metrics["psnr_per_image"] == json.loads((out / "metrics.json").read_text())["psnr_per_image"]
+    assert (
+        again.metrics["psnr_per_image"]
+        == json.loads((out / "metrics.json").read_text())["psnr_per_image"]
+    )
 
 
 def test_interrupted_attack_still_writes_the_report(tmp_path, monkeypatch):
@@ -102,4 +112,7 @@ def test_real_process_prints_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gradinv", "attack", "--attack", "nope"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: unknown attack 'nope'; choose from: " + proc.stderr.split("from: ")[1].strip()
+    assert (
+        proc.stderr.strip()
+        == "error: unknown attack 'nope'; choose from: " + proc.stderr.split("from: ")[1].strip()
+    )

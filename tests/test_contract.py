@@ -25,7 +25,9 @@ def _observation(cls, sample_data, share_labels=True):
 def test_attack_contract(name, sample_data):
     cls = ATTACKS.get(name)
     assert dataclasses.is_dataclass(cls) and cls.name == name
-    assert cls.__doc__ and "Example" in cls.__doc__, "docstring must name the paper and show an example"
+    assert cls.__doc__ and "Example" in cls.__doc__, (
+        "docstring must name the paper and show an example"
+    )
     obs, x, y = _observation(cls, sample_data)
     update_before = {k: v.clone() for k, v in obs.update.items()}
 
@@ -34,7 +36,9 @@ def test_attack_contract(name, sample_data):
     assert rec.images.shape == x.shape and rec.images.dtype == torch.float32
     assert torch.isfinite(rec.images).all() and rec.images.min() >= 0 and rec.images.max() <= 1
     assert rec.labels is None or (len(rec.labels) == len(y) and rec.labels.max() < 10)
-    assert all(torch.equal(update_before[k], v) for k, v in obs.update.items()), "observation mutated"
+    assert all(torch.equal(update_before[k], v) for k, v in obs.update.items()), (
+        "observation mutated"
+    )
 
     again = make_attack(name, progress=False, seed=3, **cls.contract_options).reconstruct(obs)
     assert torch.equal(rec.images, again.images), "same seed must give the same result"

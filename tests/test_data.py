@@ -83,7 +83,10 @@ def test_fashion_mnist_corrupt_and_truncated(tmp_path):
 
 def _cifar_batch(path, n, seed):
     rng = np.random.default_rng(seed)
-    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+    batch = {
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"labels": list(rng.integers(0, 10, n)),
+    }
     batch[b"labels"] = [int(v) for v in batch[b"labels"]]
     with open(path, "wb") as fh:
         pickle.dump(batch, fh, protocol=2)
@@ -110,7 +113,9 @@ class _Evil:
 def test_cifar10_refuses_code_in_pickles(tmp_path):
     with open(tmp_path / "data_batch_1", "wb") as fh:
         pickle.dump({b"data": _Evil(), b"labels": [0]}, fh)
-    with pytest.raises(GradinvError, match="untrusted content.*posix.system|untrusted content.*os.system"):
+    with pytest.raises(
+        GradinvError, match="untrusted content.*posix.system|untrusted content.*os.system"
+    ):
         load_dataset(f"cifar10:{tmp_path}")
 
 
@@ -125,7 +130,9 @@ def test_folder_and_flowers17(tmp_path):
     for cls in ("cats", "dogs"):
         (tmp_path / "folder" / cls).mkdir(parents=True)
         for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "folder" / cls / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(
+                tmp_path / "folder" / cls / f"{i}.png"
+            )
     d = load_dataset(f"folder:{tmp_path / 'folder'}")
     assert d.classes == ["cats", "dogs"] and len(d) == 6
     assert d.load([5], 16).shape == (1, 3, 16, 16)
@@ -133,7 +140,9 @@ def test_folder_and_flowers17(tmp_path):
     jpg = tmp_path / "flowers" / "jpg"
     jpg.mkdir(parents=True)
     for i in range(160):
-        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(jpg / f"image_{i + 1:04d}.jpg")
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(
+            jpg / f"image_{i + 1:04d}.jpg"
+        )
     f = load_dataset(f"flowers17:{tmp_path / 'flowers'}")
     assert f.num_classes == 2 and f.labels[79] == 0 and f.labels[80] == 1
     assert f.load([100], 8).shape == (1, 3, 8, 8)
@@ -147,7 +156,9 @@ def test_unreadable_image_is_clear_error(tmp_path):
         d.load([0], 8)
 
 
-@pytest.mark.parametrize("spec", ["imagenet", "cifar10", "folder:/does/not/exist", "flowers17:/nope"])
+@pytest.mark.parametrize(
+    "spec", ["imagenet", "cifar10", "folder:/does/not/exist", "flowers17:/nope"]
+)
 def test_bad_dataset_specs(spec):
     with pytest.raises(GradinvError):
         load_dataset(spec)

@@ -66,7 +66,10 @@ def test_save_load_roundtrip_uses_no_pickle(tmp_path):
     model, x, y = _setup()
     obs = observe(model, x, y, share_labels=True, model_spec={"name": "lenet", "options": {}})
     obs.save(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["observation.json", "observation.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "observation.json",
+        "observation.safetensors",
+    ]
     back = Observation.load(str(tmp_path))  # rebuilt from the spec
     assert back.labels.tolist() == y.tolist() and back.batch_size == 3
     assert all(torch.equal(back.update[k], obs.update[k]) for k in obs.update)

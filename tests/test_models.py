@@ -8,7 +8,9 @@ from gradinv.models import MODELS, build_model, parse_option, train_model
 @pytest.mark.parametrize("name", MODELS.names())
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 16, 16)])
 def test_every_model_builds_and_classifies(name, shape):
-    model = build_model(name, shape, 10, **({"width": 8} if name in ("resnet18", "convnet") else {}))
+    model = build_model(
+        name, shape, 10, **({"width": 8} if name in ("resnet18", "convnet") else {})
+    )
     out = model(torch.rand(2, *shape))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
 
@@ -16,12 +18,17 @@ def test_every_model_builds_and_classifies(name, shape):
 def test_lenet_reference_init_is_uniform():
     model = build_model("lenet", (3, 32, 32), 10, init="uniform")
     values = torch.cat([p.flatten() for p in model.parameters()])
-    assert values.min() >= -0.5 and values.max() <= 0.5 and values.std() > 0.25  # U(-.5,.5): std 0.289
+    assert (
+        values.min() >= -0.5 and values.max() <= 0.5 and values.std() > 0.25
+    )  # U(-.5,.5): std 0.289
 
 
 def test_options_are_typed_and_checked():
     assert parse_option("mlp4", "width", "64") == 64
-    assert build_model("mlp4", (1, 8, 8), 3, width=64, activation="sigmoid")[2].__class__.__name__ == "Sigmoid"
+    assert (
+        build_model("mlp4", (1, 8, 8), 3, width=64, activation="sigmoid")[2].__class__.__name__
+        == "Sigmoid"
+    )
     with pytest.raises(GradinvError, match="valid options: width, activation"):
         parse_option("mlp4", "depth", "3")
     with pytest.raises(GradinvError, match="expected int"):

@@ -18,13 +18,17 @@ def test_readme_example_recovers_a_photo_from_mlp4_at_30db(capsys):
 
 
 def test_dlg_on_lenet_reaches_20db_and_recovers_the_label():
-    result = run(RunConfig(attack="dlg", model="lenet", labels="joint", iterations=30), progress=False)
+    result = run(
+        RunConfig(attack="dlg", model="lenet", labels="joint", iterations=30), progress=False
+    )
     assert result.metrics["psnr"] >= 20.0, result.metrics["psnr"]
     assert result.metrics["label_accuracy"] == 1.0
 
 
 def test_dlg_on_the_reference_uniform_init_lenet_reaches_20db():
-    config = RunConfig(attack="dlg", model="lenet", iterations=60, model_options={"init": "uniform"})
+    config = RunConfig(
+        attack="dlg", model="lenet", iterations=60, model_options={"init": "uniform"}
+    )
     result = run(config, progress=False)
     assert result.metrics["psnr"] >= 20.0, result.metrics["psnr"]
 
@@ -41,7 +45,9 @@ def test_same_seed_same_result_different_seed_different_batch():
     a, b = run(config, progress=False), run(config, progress=False)
     assert torch.equal(a.reconstruction.images, b.reconstruction.images)
     assert a.metrics["psnr_per_image"] == b.metrics["psnr_per_image"]
-    c = run(RunConfig(attack="ig", model="lenet", iterations=30, batch_size=2, seed=1), progress=False)
+    c = run(
+        RunConfig(attack="ig", model="lenet", iterations=30, batch_size=2, seed=1), progress=False
+    )
     assert not torch.equal(a.images, c.images)
 
 

@@ -1,12 +1,12 @@
 """gradinv: measure how much federated-learning updates leak through gradient inversion.
 
-    from gradinv import load_dataset, sample_batch, build_model, observe, make_attack, evaluate
-    data = load_dataset("sample")
-    images, labels = sample_batch(data, batch_size=1)
-    model = build_model("mlp4", (3, 32, 32), data.num_classes)
-    observation = observe(model, images, labels, share_labels=True)   # what the server sees
-    reconstruction = make_attack("dlg", iterations=20).reconstruct(observation)
-    print(evaluate(reconstruction.images, images)["psnr"])
+from gradinv import load_dataset, sample_batch, build_model, observe, make_attack, evaluate
+data = load_dataset("sample")
+images, labels = sample_batch(data, batch_size=1)
+model = build_model("mlp4", (3, 32, 32), data.num_classes)
+observation = observe(model, images, labels, share_labels=True)   # what the server sees
+reconstruction = make_attack("dlg", iterations=20).reconstruct(observation)
+print(evaluate(reconstruction.images, images)["psnr"])
 """
 
 from .attacks import ATTACKS, Attack, Reconstruction, make_attack

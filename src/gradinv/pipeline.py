@@ -152,9 +152,14 @@ def prepare(
     b = config.batch_size
     rounds = [
         observe(
-            model, images[k * b : (k + 1) * b].to(device, dtype), labels[k * b : (k + 1) * b].to(device),
-            protocol=protocol, mean=mean, std=std,
-            share_labels=config.labels == "known", share_batch_size=config.share_batch_size,
+            model,
+            images[k * b : (k + 1) * b].to(device, dtype),
+            labels[k * b : (k + 1) * b].to(device),
+            protocol=protocol,
+            mean=mean,
+            std=std,
+            share_labels=config.labels == "known",
+            share_batch_size=config.share_batch_size,
             model_spec={"name": config.model, "options": dict(config.model_options)},
         )  # fmt: skip
         for k in range(config.clients)

@@ -5,6 +5,7 @@ from .base import ATTACKS, Attack, Reconstruction, make_attack
 from .bias import BiasAttack  # noqa: F401  (registration)
 from .distances import DISTANCES
 from .dlg import DLG
+from .gradinversion import GradInversion  # noqa: F401  (registration)
 from .ig import InvertingGradients
 from .rgap import RGap  # noqa: F401  (registration)
 from .spear import Spear  # noqa: F401  (registration)

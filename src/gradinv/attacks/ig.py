@@ -29,6 +29,7 @@ class InvertingGradients(OptimizationAttack):
     """
 
     name = "ig"
+    contract_options = {"iterations": 20, "restarts": 2}
     iterations: int = 2000
     distance: str = "cosine"
     lr: float = 0.1
@@ -55,7 +56,8 @@ class InvertingGradients(OptimizationAttack):
             opt.zero_grad()
             loss = ctx.objective(trial)
             if self.tv:
-                loss = loss + tv(ctx.observation.denormalize(trial.x))
+                # a mean over the G·B images of a group: × G makes it the sum of per-member TVs
+                loss = loss + tv(ctx.observation.denormalize(trial.x)) * ctx.group
             grads = torch.autograd.grad(loss, variables)
             for v, g in zip(variables, grads, strict=True):
                 v.grad = g.sign() if self.signed else g

@@ -53,6 +53,7 @@ class Trial:
     history: list[float] = field(default_factory=list)
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     best_x: torch.Tensor | None = None  # last finite iterate
+    generator: torch.Generator | None = None  # for priors that draw noise (Langevin)
 
 
 @dataclass
@@ -76,6 +77,10 @@ class OptimizationAttack(Attack):
             STRATEGIES.get(self.label_strategy)
         for name, weight in self.priors:
             make_prior(name, weight)
+
+    def make_priors(self) -> list[Prior]:
+        """The priors added to the matching loss (subclasses may add their own)."""
+        return [make_prior(n, w) for n, w in self.priors]
 
     # --- the one method subclasses write ---------------------------------------------------------
     def _optimise(self, ctx: _Context, trial: Trial) -> None:
@@ -121,7 +126,7 @@ class OptimizationAttack(Attack):
             )
         labels = ctx.labels
         if labels is None and best.label_logits is not None:
-            labels = best.label_logits.argmax(dim=1).sort().values
+            labels = best.label_logits[: ctx.batch_size].argmax(dim=1).sort().values
         return Reconstruction(
             images=ctx.to_images(best.best_x),  # type: ignore[arg-type]
             labels=None if labels is None else labels.detach().cpu(),
@@ -152,6 +157,7 @@ class _Context:
     lower: torch.Tensor
     upper: torch.Tensor
     bar: Any = None
+    group: int = 1  # dummy batches optimised jointly (group-consistency prior), each of B images
 
     @classmethod
     def build(cls, attack: OptimizationAttack, obs: Observation) -> _Context:
@@ -163,44 +169,80 @@ class _Context:
         else:
             labels = recover_labels(obs, attack.label_strategy, batch_size).to(obs.device)
             source = attack.label_strategy
-        priors = [make_prior(n, w) for n, w in attack.priors]
+        priors = attack.make_priors()
         for p in priors:
             p.setup(obs)
+        group = max([p.group_size() for p in priors], default=1)
         lower, upper = obs.box()
-        return cls(attack, obs, Matcher(obs), batch_size, labels, source, priors, lower, upper)
+        return cls(
+            attack, obs, Matcher(obs), batch_size, labels, source, priors, lower, upper, group=group
+        )
 
     def new_trial(self, gen: torch.Generator) -> Trial:
         obs = self.observation
-        shape = (self.batch_size, *obs.input_shape)
+        n = self.group * self.batch_size
+        shape = (n, *obs.input_shape)
         x = torch.randn(shape, generator=gen, dtype=torch.float64).to(obs.device, obs.dtype)
+        for p in self.priors:
+            x = p.initial(x, self.batch_size)
         logits = None
         if self.labels is None:
-            logits = torch.randn(
-                (self.batch_size, obs.num_classes), generator=gen, dtype=torch.float64
-            )
+            logits = torch.randn((n, obs.num_classes), generator=gen, dtype=torch.float64)
             logits = logits.to(obs.device, obs.dtype).requires_grad_(True)
-        return Trial(x=x.requires_grad_(True), label_logits=logits)
+        return Trial(x=x.requires_grad_(True), label_logits=logits, generator=gen)
 
     def targets(self, trial: Trial) -> torch.Tensor:
         if self.labels is not None:
             return self.labels
         return torch.softmax(trial.label_logits, dim=1)  # type: ignore[arg-type]
 
-    def objective(self, trial: Trial) -> torch.Tensor:
-        """Gradient distance plus weighted priors on the [0,1] image."""
+    def objective(self, trial: Trial, distance_weight: float = 1.0) -> torch.Tensor:
+        """Gradient distance (times `distance_weight`) plus weighted priors on the [0,1] image.
+        With a group of G dummy batches: the sum over members of distance and per-member priors,
+        plus the joint priors (group consistency) on all G·B images."""
         distance = DISTANCES.get(self.attack.distance)
-        loss = distance(self.matcher.update(trial.x, self.targets(trial)), self.matcher.target)
-        if self.priors:
+        targets = self.targets(trial)
+        own = [p for p in self.priors if not p.joint]
+        joint = [p for p in self.priors if p.joint]
+        loss: torch.Tensor | None = None
+        b = self.batch_size
+        for g in range(self.group):
+            x = trial.x if self.group == 1 else trial.x[g * b : (g + 1) * b]
+            t = (
+                targets
+                if self.labels is not None or self.group == 1
+                else targets[g * b : (g + 1) * b]
+            )
+            d = distance(self.matcher.update(x, t), self.matcher.target)
+            term = d if distance_weight == 1.0 else distance_weight * d
+            if own:
+                images = self.observation.denormalize(x)
+                term = term + sum(p(images) for p in own)
+            loss = term if loss is None else loss + term
+        if joint:
             images = self.observation.denormalize(trial.x)
-            loss = loss + sum(p(images) for p in self.priors)
-        return loss
+            loss = loss + sum(p(images) for p in joint)
+        return loss  # type: ignore[return-value]
 
     def project(self, x: torch.Tensor) -> None:
         with torch.no_grad():
             x.copy_(torch.maximum(torch.minimum(x, self.upper), self.lower))
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:
-        return self.observation.denormalize(x.detach()).clamp(0, 1).cpu()
+        images = self.observation.denormalize(x.detach())
+        for p in self.priors:
+            images = p.fuse(images, self.batch_size)
+        return images.clamp(0, 1).cpu()
+
+    def after_step(self, trial: Trial, iteration: int) -> None:
+        """Let priors act on the iterate (Langevin noise), then project back onto the box."""
+        acting = [p for p in self.priors if type(p).after_step is not Prior.after_step]
+        if not acting:
+            return
+        gen = trial.generator or torch.Generator().manual_seed(iteration)
+        for p in acting:
+            p.after_step(trial.x, iteration, self.attack.iterations, gen)
+        self.project(trial.x)
 
     def record(self, trial: Trial, iteration: int, loss: float) -> None:
         """Book-keeping after each step; raises NonFiniteLoss on NaN/Inf."""
@@ -216,3 +258,4 @@ class _Context:
             self.bar.update(1)
             if iteration % 10 == 0:
                 self.bar.set_postfix(loss=f"{loss:.4g}")
+        self.after_step(trial, iteration)

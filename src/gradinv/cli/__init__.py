@@ -10,6 +10,7 @@ from ..errors import GradinvError
 from . import attack, experiment_labels, labels, listing  # noqa: F401  (command registration)  # noqa: F401,E402  (label commands)
 from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
+from .experiment_discard import information_discard  # noqa: F401  (registration)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,12 +2,13 @@
 
 from .client import aggregate, observe
 from .observation import Observation
-from .protocol import Protocol, forward, loss_fn, simulate_update
+from .protocol import Protocol, batchnorm_statistics, forward, loss_fn, simulate_update
 
 __all__ = [
     "Observation",
     "Protocol",
     "aggregate",
+    "batchnorm_statistics",
     "forward",
     "loss_fn",
     "observe",

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..errors import GradinvError
 from .observation import Observation
-from .protocol import Protocol, simulate_update
+from .protocol import Protocol, batchnorm_statistics, simulate_update
 
 
 def observe(
@@ -26,10 +26,12 @@ def observe(
     share_buffers: bool = True,
     train_mode: bool = True,
     model_spec: dict[str, Any] | None = None,
+    share_batch_stats: bool = False,
 ) -> Observation:
     """Run one client round on `images` (B, C, H, W) in [0,1] and return what the server sees.
 
-    The client's model is left untouched (BatchNorm statistics included)."""
+    The client's model is left untouched (BatchNorm statistics included). `share_batch_stats`
+    also reveals the batch's statistics at every BatchNorm input (`Observation.batch_stats`)."""
     if images.ndim != 4 or images.shape[0] == 0:
         raise GradinvError(
             f"images must be a non-empty (B, C, H, W) batch, got {tuple(images.shape)}"
@@ -67,6 +69,10 @@ def observe(
         update = simulate_update(
             model, obs.trainable(), buffers, obs.normalize(images), labels, protocol
         )
+        if share_batch_stats:
+            with torch.no_grad():
+                stats = batchnorm_statistics(model, params, buffers, obs.normalize(images))
+            obs.batch_stats = {k: v.detach() for k, v in stats.items()}
     finally:
         model.train(was_training)
     obs.update = {k: v.detach().contiguous() for k, v in update.items()}
@@ -108,5 +114,6 @@ def aggregate(observations: Sequence[Observation]) -> Observation:
             "labels": labels,
             "batch_size": total if known else None,
             "num_clients": sum(o.num_clients for o in observations),
+            "batch_stats": {},  # per-client statistics do not describe the union
         }
     )

@@ -34,6 +34,8 @@ class Observation:
     batch_size, labels: only when the deployment reveals them (None otherwise).
     train_mode: whether the client ran the model in train mode (BatchNorm then uses batch statistics).
     model_spec: {"name", "options"} for built-in models, so a saved observation can be rebuilt.
+    batch_stats: the client's batch statistics at each BatchNorm input ("<layer>.mean",
+    "<layer>.var"), only when the deployment shares them (empty otherwise).
     """
 
     model: nn.Module
@@ -50,6 +52,7 @@ class Observation:
     train_mode: bool = True
     model_spec: dict[str, Any] | None = None
     num_clients: int = 1
+    batch_stats: Tensors = field(default_factory=dict)
 
     # --- convenience ---------------------------------------------------------------------------
     @property
@@ -102,6 +105,7 @@ class Observation:
             parameters=move(self.parameters),
             update=move(self.update),
             buffers=move(self.buffers),
+            batch_stats=move(self.batch_stats),
             labels=None if self.labels is None else self.labels.to(device),
         )
 
@@ -147,6 +151,7 @@ class Observation:
         tensors = {f"param/{k}": v for k, v in self.parameters.items()}
         tensors |= {f"update/{k}": v for k, v in self.update.items()}
         tensors |= {f"buffer/{k}": v for k, v in self.buffers.items()}
+        tensors |= {f"batchstat/{k}": v for k, v in self.batch_stats.items()}
         if self.labels is not None:
             tensors["labels"] = self.labels
         save_file(
@@ -209,6 +214,7 @@ class Observation:
                 train_mode=bool(meta.get("train_mode", True)),
                 model_spec=spec,
                 num_clients=int(meta.get("num_clients", 1)),
+                batch_stats=_prefixed(tensors, "batchstat/"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, GradinvError):

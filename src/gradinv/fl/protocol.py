@@ -87,3 +87,33 @@ def simulate_update(
                 k: current[k] - protocol.local_lr * g for k, g in zip(names, grads, strict=True)
             }
     return {k: current[k] - params[k] for k in names}
+
+
+def batchnorm_statistics(
+    model: nn.Module, params: Mapping, buffers: Mapping, x: torch.Tensor
+) -> Tensors:
+    """Per-channel mean and (biased) variance of the input of every BatchNorm layer during one
+    forward pass of `x` in the model's current mode: {"<layer>.mean": (C,), "<layer>.var": (C,)}.
+    Differentiable in `x`; empty for a model without BatchNorm."""
+    stats: Tensors = {}
+    handles = []
+
+    def hook(name: str):  # noqa: ANN202
+        def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            h = inputs[0]
+            dims = [0, *range(2, h.ndim)]
+            stats[f"{name}.mean"] = h.mean(dim=dims)
+            stats[f"{name}.var"] = h.var(dim=dims, unbiased=False)
+
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            handles.append(module.register_forward_pre_hook(hook(name)))
+    try:
+        if handles:
+            forward(model, params, buffers, x)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats

@@ -8,12 +8,26 @@ from __future__ import annotations
 from ..errors import GradinvError
 from ..registry import Registry
 from .base import Prior
+from .bn import BatchNormStatistics
+from .group import GroupConsistency
+from .l2 import L2Norm
+from .langevin import LangevinNoise
 from .tv import TotalVariation
 
 PRIORS: Registry[type[Prior]] = Registry("prior")
 PRIORS.register("tv", "total variation (anisotropic; isotropic=True for the isotropic form)")(
     TotalVariation
 )
+PRIORS.register("l2", "squared l2 norm of the image (DeepInversion / GradInversion)")(L2Norm)
+PRIORS.register(
+    "bn", "BatchNorm statistics matching: client's batch statistics if shared, else running ones"
+)(BatchNormStatistics)
+PRIORS.register(
+    "group", "group consistency: 4 seeds optimised jointly, pulled toward their registered mean"
+)(GroupConsistency)
+PRIORS.register(
+    "langevin", "Langevin noise: WEIGHT = initial noise std (pixels), decaying linearly to 0"
+)(LangevinNoise)
 
 
 def make_prior(name: str, weight: float) -> Prior:
@@ -35,4 +49,14 @@ def parse_prior(spec: str) -> tuple[str, float]:
     return name, weight
 
 
-__all__ = ["PRIORS", "Prior", "TotalVariation", "make_prior", "parse_prior"]
+__all__ = [
+    "PRIORS",
+    "BatchNormStatistics",
+    "GroupConsistency",
+    "L2Norm",
+    "LangevinNoise",
+    "Prior",
+    "TotalVariation",
+    "make_prior",
+    "parse_prior",
+]

@@ -11,7 +11,14 @@ from .base import Prior
 class TotalVariation(Prior):
     """Total variation (Rudin et al. 1992), as in Inverting Gradients:
     mean|x[..., 1:, :] − x[..., :-1, :]| + mean|x[..., :, 1:] − x[..., :, :-1]|.
-    `isotropic=True` uses mean sqrt(dx² + dy² + ε) instead."""
+    `isotropic=True` uses mean sqrt(dx² + dy² + ε) instead.
+
+    Example::
+
+        prior = make_prior("tv", 1e-2)
+        value = prior(torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]]))  # 1e-2 * (0 + 1)
+        attack = DLG(priors=(("tv", 1e-2),))
+    """
 
     isotropic: bool = False
 
