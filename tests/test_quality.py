@@ -79,3 +79,24 @@ def test_ctrl_c_keeps_the_best_so_far(monkeypatch):
     assert result.metrics["info"]["interrupted"] is True
     assert len(result.reconstruction.loss_history) == 8
     assert torch.isfinite(result.reconstruction.images).all()
+
+
+def test_a_closed_form_initialises_an_optimisation_attack():
+    """R-GAP's exact solution as IG's starting point (issue 4): IG keeps it, random init does not."""
+    base = dict(attack="ig", model="cnn6", iterations=20, image_size=16)
+    seeded = run(RunConfig(**base, attack_options={"init": "rgap", "lr": 1e-3}), progress=False)
+    random = run(RunConfig(**base, attack_options={"lr": 1e-3}), progress=False)
+    assert seeded.metrics["psnr"] >= 40.0 and random.metrics["psnr"] < 15.0
+    assert seeded.metrics["info"]["init"] == "rgap"
+
+
+def test_init_must_name_another_attack():
+    import pytest
+
+    from gradinv.attacks import make_attack
+    from gradinv.errors import GradinvError
+
+    with pytest.raises(GradinvError, match="unknown attack 'gan'"):
+        make_attack("ig", init="gan")
+    with pytest.raises(GradinvError, match="init must name another attack"):
+        make_attack("ig", init="ig")

@@ -15,7 +15,7 @@ from ..errors import GradinvError
 from ..fl import Observation, simulate_update
 from ..labels import STRATEGIES, estimate_batch_size, recover_labels
 from ..priors import Prior, make_prior
-from .base import Attack, Reconstruction
+from .base import ATTACKS, Attack, Reconstruction, make_attack
 from .distances import DISTANCES
 
 MAX_NAN_RETRIES = 3
@@ -66,6 +66,9 @@ class OptimizationAttack(Attack):
     label_strategy: str = "auto"  # used when labels are not observed; "joint" optimises them
     priors: tuple[tuple[str, float], ...] = ()
     num_snapshots: int = 40
+    # "random", or the name of another attack (e.g. a closed form such as "rgap") whose
+    # reconstruction starts the first restart; later restarts start from random images.
+    init: str = "random"
 
     def check(self) -> None:
         if self.iterations < 1:
@@ -77,6 +80,10 @@ class OptimizationAttack(Attack):
             STRATEGIES.get(self.label_strategy)
         for name, weight in self.priors:
             make_prior(name, weight)
+        if self.init != "random":
+            ATTACKS.get(self.init)
+            if self.init == self.name:
+                raise GradinvError(f"{self.name}: init must name another attack or 'random'")
 
     def make_priors(self) -> list[Prior]:
         """The priors added to the matching loss (subclasses may add their own)."""
@@ -104,7 +111,7 @@ class OptimizationAttack(Attack):
             for r in range(self.restarts):
                 for attempt in range(MAX_NAN_RETRIES + 1):
                     gen = torch.Generator().manual_seed(self.seed * 100_003 + r * 101 + attempt)
-                    trial = ctx.new_trial(gen)
+                    trial = ctx.new_trial(gen, from_init=r == 0 and attempt == 0)
                     try:
                         self._optimise(ctx, trial)
                     except NonFiniteLoss:
@@ -138,6 +145,7 @@ class OptimizationAttack(Attack):
                 "nan_restarts": nan_restarts,
                 "interrupted": interrupted,
                 "batch_size": ctx.batch_size,
+                "init": self.init,
                 "labels_source": ctx.labels_source,
             },
         )
@@ -157,6 +165,7 @@ class _Context:
     lower: torch.Tensor
     upper: torch.Tensor
     bar: Any = None
+    init_x: torch.Tensor | None = None  # starting images (model input space) from `attack.init`
     group: int = 1  # dummy batches optimised jointly (group-consistency prior), each of B images
 
     @classmethod
@@ -174,15 +183,27 @@ class _Context:
             p.setup(obs)
         group = max([p.group_size() for p in priors], default=1)
         lower, upper = obs.box()
+        init_x = None
+        if attack.init != "random":
+            start = make_attack(attack.init, progress=False, seed=attack.seed).reconstruct(obs)
+            if start.images.shape[0] != batch_size:
+                raise GradinvError(
+                    f"init attack {attack.init!r} returned {start.images.shape[0]} images for a "
+                    f"batch of {batch_size}"
+                )
+            init_x = obs.normalize(start.images.to(obs.device, obs.dtype))
         return cls(
-            attack, obs, Matcher(obs), batch_size, labels, source, priors, lower, upper, group=group
-        )
+            attack, obs, Matcher(obs), batch_size, labels, source, priors, lower, upper,
+            init_x=init_x, group=group,
+        )  # fmt: skip
 
-    def new_trial(self, gen: torch.Generator) -> Trial:
+    def new_trial(self, gen: torch.Generator, from_init: bool = False) -> Trial:
         obs = self.observation
         n = self.group * self.batch_size
         shape = (n, *obs.input_shape)
         x = torch.randn(shape, generator=gen, dtype=torch.float64).to(obs.device, obs.dtype)
+        if from_init and self.init_x is not None:
+            x = self.init_x.repeat(self.group, 1, 1, 1)
         for p in self.priors:
             x = p.initial(x, self.batch_size)
         logits = None
