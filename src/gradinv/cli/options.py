@@ -1,0 +1,68 @@
+"""Options shared by every command that simulates a client round (`attack`, `labels`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import GradinvError
+from ..models import parse_option
+
+# (flag, click keyword arguments); defaults can be overridden per command.
+ROUND_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--model", dict(type=str, default="lenet", help="model name (see `gradinv list`)")),
+    ("--model-opt", dict(multiple=True, help="model option KEY=VALUE (repeatable)")),
+    ("--data", dict(type=str, default="sample", help="dataset spec, e.g. sample, digits, cifar10:DIR")),
+    ("--batch-size", dict(type=int, default=1, help="client batch size")),
+    ("--clients", dict(type=int, default=1, help="K clients with their own batches; the server sees the aggregate")),
+    ("--composition", dict(type=str, default="unique", help="unique | random | same | repeat:K")),
+    ("--share-batch-size/--no-share-batch-size", dict(default=True, help="whether the server is told the batch size")),
+    ("--image-size", dict(type=int, default=32, help="images are resized to SIZE x SIZE")),
+    ("--seed", dict(type=int, default=0, help="seed for batch, model and attack")),
+    ("--dtype", dict(type=str, default="float32", help="float32 | float64")),
+    ("--device", dict(type=str, default="auto", help="auto | cpu | cuda")),
+    ("--protocol", dict(type=str, default="fedsgd", help="fedsgd | fedavg")),
+    ("--local-epochs", dict(type=int, default=1, help="FedAvg local epochs")),
+    ("--local-lr", dict(type=float, default=0.01, help="FedAvg local learning rate")),
+    ("--local-batch-size", dict(type=int, default=None, help="FedAvg local batch size (default: whole batch)")),
+    ("--train-epochs", dict(type=int, default=0, help="train the model for N epochs before the round")),
+    ("--normalize/--no-normalize", dict(default=True, help="clients normalise inputs with the dataset's mean/std")),
+]  # fmt: skip
+
+ROUND_KEYS = [flag.split("/")[0][2:].replace("-", "_") for flag, _ in ROUND_OPTIONS]
+
+
+def round_options(**defaults: Any) -> Callable[[Callable], Callable]:
+    """Decorator adding the client-round options; keyword arguments override their defaults."""
+
+    def decorate(command: Callable) -> Callable:
+        for (flag, kwargs), key in reversed(list(zip(ROUND_OPTIONS, ROUND_KEYS, strict=True))):
+            kwargs = {**kwargs, "show_default": "multiple" not in kwargs}
+            if key in defaults:
+                kwargs["default"] = defaults[key]
+            command = click.option(flag, **kwargs)(command)
+        return command
+
+    return decorate
+
+
+def key_values(pairs: tuple[str, ...] | list[str], what: str) -> dict[str, str]:
+    """'KEY=VALUE' strings as a dict, with a clear error for anything else."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GradinvError(f"{what} {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def round_config(params: dict[str, Any]) -> dict[str, Any]:
+    """RunConfig fields from the parsed client-round options (model options typed by the model)."""
+    fields = {k: params[k] for k in ROUND_KEYS if k != "model_opt"}
+    model = params["model"]
+    pairs = key_values(params["model_opt"], "model option")
+    fields["model_options"] = {k: parse_option(model, k, v) for k, v in pairs.items()}
+    return fields
