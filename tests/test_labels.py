@@ -16,6 +16,7 @@ from gradinv.fl import Protocol, observe
 from gradinv.labels import STRATEGIES, estimate_batch_size, recover_labels
 from gradinv.metrics import label_accuracy
 from gradinv.models import build_model
+from gradinv.pipeline import RunConfig, prepare
 
 SIZE = 16
 
@@ -63,13 +64,23 @@ def test_auto_exact_multiset_at_32_on_untrained_lenet(sample_data, composition):
     assert sum(accs) / len(accs) >= 0.92
 
 
-def test_auto_beats_baselines_on_repeated_labels(sample_data):
-    totals = {s: 0.0 for s in ("llg", "bias-corrected", "ilrg", "auto")}
+def test_auto_counts_98_percent_at_32_on_a_trained_lenet():
+    """The issue's target on a trained model: count accuracy >= 0.98 at B=32 (random labels)."""
+    accs = []
+    for seed in range(4):
+        obs, _, labels = prepare(RunConfig(model="lenet", batch_size=32, composition="random",
+                                           seed=seed, labels="auto", train_epochs=5), progress=False)  # fmt: skip
+        accs.append(label_accuracy(recover_labels(obs, "auto"), labels))
+    assert sum(accs) / len(accs) >= 0.98, accs
+
+
+def test_ilrg_integer_search_beats_llg_on_the_reference_lenet(sample_data):
+    totals = {s: 0.0 for s in ("llg", "ilrg")}
     for seed in range(6):
-        obs, labels = _round(sample_data, "lenet", 32, "random", seed)
+        obs, labels = _round(sample_data, "lenet", 32, "same", seed, init="uniform")
         for s in totals:
             totals[s] += label_accuracy(recover_labels(obs, s), labels)
-    assert totals["auto"] >= max(totals.values()) - 1e-9
+    assert totals["ilrg"] > totals["llg"]
 
 
 def test_yin_recovers_distinct_labels(sample_data):
@@ -152,3 +163,12 @@ def test_cli_errors_are_one_line(capsys):
     assert "unknown label strategy" in err and err.count("\n") == 1
     assert main(["labels", "--strategy", "idlg", "--batch-size", "4", "--image-size", "16"]) == 2
     assert "batch size 1 only" in capsys.readouterr().err
+
+
+def test_exact_multiset_at_64_all_one_class_on_untrained_lenet(sample_data):
+    """The issue's target: exact label multisets at B=64, all samples of one class, >= 95 % of seeds."""
+    exact = sum(
+        torch.equal(recover_labels(obs, "auto"), labels.sort().values)
+        for obs, labels in (_round(sample_data, "lenet", 64, "same", seed) for seed in range(10))
+    )
+    assert exact >= 10 * 0.95

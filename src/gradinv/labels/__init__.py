@@ -37,9 +37,9 @@ STRATEGIES.register("bias-corrected", "n_c = B(p̄_c − ∇b_c), p̄ from the m
     bias_corrected
 )
 STRATEGIES.register(
-    "ilrg", "iLRG (Ma et al. 2023): per-class mean embeddings, least-squares counts"
+    "ilrg", "iLRG (Ma et al. 2023): per-class mean embeddings, integer least-squares counts"
 )(ilrg)
-STRATEGIES.register("auto", "idlg for B=1; for B>1 the refined count solver (see docs/labels.md)")(
+STRATEGIES.register("auto", "idlg for B=1, bias-corrected for B>1 (best measured; docs/labels.md)")(
     auto
 )
 
