@@ -19,7 +19,7 @@ from gradinv.experiments.information_discard import (
 def test_quick_experiment_writes_a_complete_claims_table(tmp_path):
     q = quick_settings()  # a, b, c exactly as in --quick; d-f with tiny budgets
     s = replace(q, fail_iterations=q.adam_iterations, adam_iterations=10, tv_weights=(1e-4, 1e-1),
-                batch_sizes=(1, 2))  # fmt: skip
+                batch_sizes=(1, 2), e_tv_weights=(0.0, 1e-6))  # fmt: skip
     s.f_config = replace(s.f_config, iterations=2)
     result = run_information_discard(str(tmp_path), quick=True, settings=s)
     with open(tmp_path / "claims.json") as fh:
@@ -35,6 +35,10 @@ def test_quick_experiment_writes_a_complete_claims_table(tmp_path):
     assert min(by_id["b"]["measured"]["psnr_l2"], by_id["b"]["measured"]["psnr_cosine"]) >= 25
     assert by_id["c"]["holds"], by_id["c"]
     assert by_id["c"]["measured"]["psnr"] < 15
+    # e and f run on the library's default LeNet (PyTorch init), e with the best TV per batch size
+    assert by_id["e"]["measured"]["model"] == "lenet, PyTorch default init"
+    assert set(by_id["e"]["measured"]["best_tv_by_batch_size"].values()) <= {0.0, 1e-6}
+    assert "PyTorch default init" in by_id["f"]["claim"]
     with open(tmp_path / "results.json") as fh:
         results = json.load(fh)
     assert results["runs"]["a"]["psnr"] == pytest.approx(by_id["a"]["measured"]["psnr"], abs=0.01)
