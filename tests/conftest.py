@@ -24,3 +24,21 @@ def sample_data():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def ctrl_c_at(monkeypatch):
+    """Simulate Ctrl-C right after the optimisation step `iteration` has been recorded."""
+    from gradinv.attacks.optimization import _Context
+
+    def arm(iteration: int) -> None:
+        original = _Context.record
+
+        def record(self, trial, it, loss):
+            original(self, trial, it, loss)
+            if it == iteration:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(_Context, "record", record)
+
+    return arm

@@ -5,7 +5,6 @@ import sys
 import pytest
 import yaml
 
-from gradinv.attacks.optimization import _Context
 from gradinv.cli import main
 
 
@@ -56,15 +55,8 @@ def test_config_yaml_reruns_identically(tmp_path):
     )
 
 
-def test_interrupted_attack_still_writes_the_report(tmp_path, monkeypatch):
-    original = _Context.record
-
-    def interrupt(self, trial, iteration, loss):
-        original(self, trial, iteration, loss)
-        if iteration == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(_Context, "record", interrupt)
+def test_interrupted_attack_still_writes_the_report(tmp_path, ctrl_c_at):
+    ctrl_c_at(4)
     out = tmp_path / "r"
     assert main(["attack", "--iterations", "500", "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())

@@ -66,15 +66,8 @@ def test_nan_loss_restarts_from_a_new_init(monkeypatch):
     assert len(result.reconstruction.loss_history) == 20
 
 
-def test_ctrl_c_keeps_the_best_so_far(monkeypatch):
-    original = _Context.record
-
-    def interrupt(self, trial, iteration, loss):
-        original(self, trial, iteration, loss)
-        if iteration == 7:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(_Context, "record", interrupt)
+def test_ctrl_c_keeps_the_best_so_far(ctrl_c_at):
+    ctrl_c_at(7)
     result = run(RunConfig(attack="ig", model="lenet", iterations=100, restarts=3), progress=False)
     assert result.metrics["info"]["interrupted"] is True
     assert len(result.reconstruction.loss_history) == 8
