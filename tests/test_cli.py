@@ -80,6 +80,10 @@ def test_interrupted_attack_still_writes_the_report(tmp_path, ctrl_c_at):
     (["attack", "--model-opt", "depth=3"], "has no option 'depth'"),
     (["attack", "--attack-opt", "lr=-1"], "lr must be > 0"),
     (["attack", "--attack-opt", "momentum=0.9"], "has no option 'momentum'"),
+    (["attack", "--attack-opt", "lr=abc"], "option lr='abc' must be of type float"),
+    (["attack", "--attack-opt", "restarts=1.5"], "must be of type int"),
+    (["attack", "--attack-opt", "priors=tv"], "must be of type tuple"),
+    (["attack", "--attack-opt", "progress=False"], "not an attack option"),
     (["attack", "--prior", "tv"], "expected NAME=WEIGHT"),
     (["attack", "--prior", "sparsity=1"], "unknown prior"),
     (["attack", "--clients", "0"], "clients must be >= 1"),
@@ -90,6 +94,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_unwritable_report_directory_fails_before_the_attack(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["attack", "--out", str(blocker), "--iterations", "100000", "--no-progress"]) == 2
+    assert "cannot write the report" in capsys.readouterr().err
 
 
 def test_list_names_everything(capsys):

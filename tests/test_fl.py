@@ -131,3 +131,14 @@ def test_any_user_module_works():
 def test_bad_protocols_and_batches(bad):
     with pytest.raises(GradinvError):
         bad()
+
+
+def test_an_attack_leaves_the_model_untouched_even_without_shared_buffers():
+    from gradinv.attacks import make_attack
+
+    model = build_model("convnet", (3, 16, 16), 10, width=4).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    obs = observe(model, torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), share_buffers=False)
+    make_attack("ig", iterations=3, progress=False).reconstruct(obs)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training

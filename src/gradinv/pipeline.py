@@ -110,6 +110,8 @@ def attack_kwargs(config: RunConfig) -> dict[str, Any]:
     for key in ("iterations", "restarts"):
         if getattr(config, key) is not None and key not in fields:
             raise GradinvError(f"attack {config.attack!r} has no {key} (it is not iterative)")
+    if "progress" in config.attack_options:
+        raise GradinvError("'progress' is not an attack option; use --progress/--no-progress")
     return kw | config.attack_options
 
 

@@ -58,14 +58,39 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 def make_attack(name: str, **options: Any) -> Attack:
     """Instantiate a registered attack; unknown or ill-typed options are a GradinvError."""
     cls = ATTACKS.get(name)
-    valid = {f.name: f for f in fields(cls)}
-    for key, _value in options.items():
+    valid = {f.name: f.default for f in fields(cls)}
+    for key, value in options.items():
         if key not in valid:
             raise GradinvError(
                 f"attack {name!r} has no option {key!r}; valid options: {', '.join(sorted(valid))}"
             )
-    attack = cls(**options)
-    check = getattr(attack, "check", None)
-    if check is not None:
-        check()
+        _check_type(name, key, value, valid[key])
+    try:
+        attack = cls(**options)
+        check = getattr(attack, "check", None)
+        if check is not None:
+            check()
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, GradinvError):
+            raise
+        raise GradinvError(f"attack {name!r}: bad option ({exc})") from None
     return attack
+
+
+def _check_type(attack: str, key: str, value: Any, default: Any) -> None:
+    """Options must have the type of their default (an int is fine where a float is expected)."""
+    if default is None or isinstance(default, tuple):
+        ok = default is None or isinstance(value, (tuple, list))
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default)) and not (
+            isinstance(value, bool) and not isinstance(default, bool)
+        )
+    if not ok:
+        raise GradinvError(
+            f"attack {attack!r}: option {key}={value!r} must be of type {type(default).__name__} "
+            f"(default {default!r})"
+        )

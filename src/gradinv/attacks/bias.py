@@ -48,6 +48,7 @@ class BiasAttack(Attack):
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
+        observation.validate()
         layer = first_linear(observation, "bias")
         grads = gradients(observation, "bias")
         g_w, g_b = grads[layer.weight].cpu(), grads[layer.bias].cpu()

@@ -16,7 +16,9 @@ from .optimization import OptimizationAttack, Trial, _Context
 class DLG(OptimizationAttack):
     """Deep Leakage from Gradients: minimise the l2 distance between the observed gradient and the
     dummy batch's gradient with L-BFGS. Without observed labels, soft labels (softmax of free
-    logits) are optimised jointly with the images, as in the paper.
+    logits) are optimised jointly with the images, as in the paper. As in the paper there is no
+    box projection during the optimisation (it would break L-BFGS's curvature pairs); the result
+    is clamped to [0,1].
 
     Example::
 

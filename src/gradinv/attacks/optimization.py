@@ -97,6 +97,13 @@ class OptimizationAttack(Attack):
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
         observation.validate()
+        was_training = observation.model.training
+        try:
+            return self._reconstruct(observation)
+        finally:
+            observation.model.train(was_training)  # the Matcher switches to the client's mode
+
+    def _reconstruct(self, observation: Observation) -> Reconstruction:
         ctx = _Context.build(self, observation)
         best: Trial | None = None
         interrupted, nan_restarts = False, 0
@@ -112,16 +119,19 @@ class OptimizationAttack(Attack):
                 for attempt in range(MAX_NAN_RETRIES + 1):
                     gen = torch.Generator().manual_seed(self.seed * 100_003 + r * 101 + attempt)
                     trial = ctx.new_trial(gen, from_init=r == 0 and attempt == 0)
+                    diverged = False
                     try:
                         self._optimise(ctx, trial)
                     except NonFiniteLoss:
-                        nan_restarts += 1
+                        nan_restarts, diverged = nan_restarts + 1, True
                         continue
                     except KeyboardInterrupt:
                         interrupted = True
                     break
-                if trial.best_x is not None and (best is None or trial.loss < best.loss):
-                    best = trial
+                if not diverged and trial.best_x is not None:
+                    trial.loss = ctx.final_distance(trial)
+                    if best is None or trial.loss < best.loss:
+                        best = trial
                 if interrupted:
                     break
         finally:
@@ -244,6 +254,23 @@ class _Context:
             images = self.observation.denormalize(trial.x)
             loss = loss + sum(p(images) for p in joint)
         return loss  # type: ignore[return-value]
+
+    def final_distance(self, trial: Trial) -> float:
+        """D(ĝ, g) of the kept iterate, without priors: what restarts are compared on (the
+        per-step loss is taken before the step and includes the priors)."""
+        distance = DISTANCES.get(self.attack.distance)
+        x, b, targets = trial.best_x, self.batch_size, self.targets(trial)
+        total = 0.0
+        for g in range(self.group):
+            member = x if self.group == 1 else x[g * b : (g + 1) * b]  # type: ignore[index]
+            t = (
+                targets
+                if self.labels is not None or self.group == 1
+                else targets[g * b : (g + 1) * b]
+            )
+            d = distance(self.matcher.update(member, t.detach()), self.matcher.target)
+            total += float(d.detach())
+        return total
 
     def project(self, x: torch.Tensor) -> None:
         with torch.no_grad():

@@ -51,6 +51,7 @@ class RGap(Attack):
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
+        observation.validate()
         grads = gradients(observation, "rgap")
         b_size = batch_size(observation)
         if b_size != 1:

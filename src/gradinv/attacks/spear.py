@@ -78,6 +78,7 @@ class Spear(Attack):
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
+        observation.validate()
         layer = first_linear(observation, "spear")
         if not isinstance(layer.activation, nn.ReLU):
             act = type(layer.activation).__name__ if layer.activation is not None else "nothing"

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..errors import GradinvError
 from ..pipeline import RunConfig, run
 from ..priors import parse_prior
 from ..report import write_report
@@ -24,6 +25,12 @@ def _literal(value: str) -> Any:
 
 
 def execute(config: RunConfig, out: str, progress: bool = True) -> dict:
+    try:  # fail before the attack, not after it, if the report cannot be written
+        os.makedirs(out, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        raise GradinvError(f"cannot write the report to {out!r}: {exc}") from None
     result = run(config, progress=progress)
     paths = write_report(out, result)
     m = result.metrics

@@ -4,6 +4,7 @@ Attacks receive an Observation and nothing else, never the private batch."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Sequence
@@ -101,7 +102,10 @@ class Observation:
 
         return replace(
             self,
-            model=self.model.to(device, dtype) if dtype else self.model.to(device),
+            # a copy: nn.Module.to works in place and would move the client's own model too
+            model=copy.deepcopy(self.model).to(device, dtype)
+            if dtype
+            else copy.deepcopy(self.model).to(device),
             parameters=move(self.parameters),
             update=move(self.update),
             buffers=move(self.buffers),

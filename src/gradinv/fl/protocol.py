@@ -48,8 +48,10 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def forward(model: nn.Module, params: Mapping, buffers: Mapping, x: torch.Tensor) -> torch.Tensor:
-    # Buffers are cloned: BatchNorm in train mode would otherwise update the caller's running stats.
-    state = {**params, **{k: v.clone() for k, v in buffers.items()}}
+    # Buffers are cloned (the model's own ones too, for those not given): BatchNorm in train mode
+    # would otherwise update the caller's running statistics on every call.
+    own = {k: v.clone() for k, v in model.named_buffers() if k not in buffers}
+    state = {**own, **params, **{k: v.clone() for k, v in buffers.items()}}
     return functional_call(model, state, (x,))
 
 
