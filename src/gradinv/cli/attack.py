@@ -85,7 +85,7 @@ def attack(
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
 def demo(out: str, progress: bool) -> None:
     """The main job with all defaults on built-in photos: DLG recovers a private image from LeNet's
-    gradient (label not shared: recovered jointly). About a minute on 2 CPU cores."""
+    gradient (label not shared: recovered jointly). Seconds on 2 CPU cores."""
     config = RunConfig(attack="dlg", model="lenet", data="sample", labels="joint", iterations=100)
     click.echo(
         "gradinv demo: a client shares LeNet's gradient on one private photo crop; DLG inverts it."
