@@ -12,6 +12,7 @@ from ..analysis import rank_table
 from ..errors import GradinvError
 from ..models import build_model, parse_option
 from .app import app
+from .options import key_values
 
 
 @app.command()
@@ -38,12 +39,8 @@ def analyze(
     closed form determines the input; a positive deficit predicts where recovery fails."""
     if image_size < 4 or channels < 1:
         raise GradinvError("image size must be >= 4 and channels >= 1")
-    options = {}
-    for pair in model_opt:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise GradinvError(f"model option {pair!r}: expected KEY=VALUE")
-        options[key] = parse_option(model, key, value)
+    pairs = key_values(model_opt, "model option")
+    options = {key: parse_option(model, key, value) for key, value in pairs.items()}
     torch.manual_seed(seed)
     shape = (channels, image_size, image_size)
     net = build_model(model, shape, classes, **options).double()

@@ -285,18 +285,11 @@ def claim_e(s: DiscardSettings, out: str, state: dict) -> dict:
                           "rows": rows}  # fmt: skip
     path = "e_psnr_vs_batch.png"
     sizes, values = [r["batch_size"] for r in rows], [r["psnr"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for tv in s.e_tv_weights:
-        ax.plot(sizes, [r["psnr_by_tv"][str(tv)] for r in rows], ".--", lw=0.8, label=f"TV {tv:g}")
-    ax.plot(sizes, values, "o-", color="k", label="best TV")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("mean PSNR (dB)")
-    ax.set_title("e: lenet (default init), cosine + TV, best TV per batch size", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, path), dpi=110)
-    plt.close(fig)
+    lines = [(sizes, [r["psnr_by_tv"][str(tv)] for r in rows], ".--", {"lw": 0.8, "label": f"TV {tv:g}"})
+             for tv in s.e_tv_weights]  # fmt: skip
+    lines.append((sizes, values, "o-", {"color": "k", "label": "best TV"}))
+    _save_psnr_plot(os.path.join(out, path), lines, "batch size", (5, 3.2), log2_x=True, legend=7,
+                    title="e: lenet (default init), cosine + TV, best TV per batch size")  # fmt: skip
     b_max = max(s.batch_sizes)
     r = best_runs[b_max]
     grid = _figures(out, f"e_lenet_b{b_max}", r,
@@ -358,19 +351,31 @@ def _init_name(config: RunConfig) -> str:
     return "PyTorch default init" if init == "default" else f"init={init}"
 
 
+def _save_psnr_plot(
+    path: str, lines: list, xlabel: str, size: tuple[float, float], title: str,
+    legend: int, log2_x: bool = False,
+) -> None:  # fmt: skip
+    """Mean PSNR curves: `lines` holds (x, y, format, plot keyword arguments)."""
+    fig, ax = plt.subplots(figsize=size)
+    for x, y, fmt, kwargs in lines:
+        ax.plot(x, y, fmt, **kwargs)
+    if log2_x:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean PSNR (dB)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _sweep_figures(out: str, rows: list[dict], results: list[RunResult]) -> list[str]:
     curves, grid = "d_psnr_vs_iteration.png", "d_tv_sweep.png"
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for row in rows:
-        its, vals = zip(*row["psnr_curve"], strict=True)
-        ax.plot(its, vals, "o-", ms=2, lw=1, label=f"TV {row['tv']:g}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("mean PSNR (dB)")
-    ax.set_title("d: lenet, B=2, cosine + TV, same learning rate", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, curves), dpi=110)
-    plt.close(fig)
+    lines = [(*zip(*row["psnr_curve"], strict=True), "o-", {"ms": 2, "lw": 1, "label": f"TV {row['tv']:g}"})
+             for row in rows]  # fmt: skip
+    _save_psnr_plot(os.path.join(out, curves), lines, "iteration", (6, 3.4), legend=8,
+                    title="d: lenet, B=2, cosine + TV, same learning rate")  # fmt: skip
     truth = results[0].images
     tiles = [truth] + [r.reconstruction.images[r.metrics["assignment"]] for r in results]
     stacked = torch.cat(tiles)

@@ -14,7 +14,13 @@ from __future__ import annotations
 import torch
 
 from ..fl import Observation
-from .common import check_batch_size, classifier, dummy_embeddings, last_layer_signal
+from .common import (
+    check_batch_size,
+    classifier,
+    dummy_embeddings,
+    greedy_labels,
+    last_layer_signal,
+)
 
 
 def bias_corrected(observation: Observation, batch_size: int) -> torch.Tensor:
@@ -31,13 +37,4 @@ def bias_corrected(observation: Observation, batch_size: int) -> torch.Tensor:
     else:
         mean = emb.mean(0)
         grad_b = signal.weight @ mean / mean.dot(mean).clamp_min(1e-300)
-    residual = (grad_b - p_bar).clone()
-    labels: list[int] = []
-    for c in torch.nonzero(grad_b < 0).flatten().tolist()[:batch_size]:
-        labels.append(c)
-        residual[c] += 1 / batch_size
-    while len(labels) < batch_size:
-        c = int(residual.argmin())
-        labels.append(c)
-        residual[c] += 1 / batch_size
-    return torch.tensor(sorted(labels), dtype=torch.long)
+    return greedy_labels(grad_b - p_bar, grad_b < 0, batch_size, 1 / batch_size)

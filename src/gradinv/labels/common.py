@@ -170,3 +170,20 @@ def round_counts(
 def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:
     """Sorted label multiset (int64, cpu) from per-class counts."""
     return torch.repeat_interleave(torch.arange(len(counts)), counts.long().cpu())
+
+
+def greedy_labels(
+    signal: torch.Tensor, present: torch.Tensor, batch_size: int, step: float
+) -> torch.Tensor:
+    """LLG's greedy: take every class in `present` once, then repeatedly the argmin class; each
+    time a class is taken its signal grows by `step` (the impact of one sample of that class)."""
+    signal = signal.clone()
+    labels: list[int] = []
+    for c in torch.nonzero(present).flatten().tolist()[:batch_size]:
+        labels.append(c)
+        signal[c] += step
+    while len(labels) < batch_size:
+        c = int(signal.argmin())
+        labels.append(c)
+        signal[c] += step
+    return torch.tensor(sorted(labels), dtype=torch.long)

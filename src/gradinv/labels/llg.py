@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..fl import Observation
-from .common import check_batch_size, last_layer_signal
+from .common import check_batch_size, greedy_labels, last_layer_signal
 
 
 def llg(observation: Observation, batch_size: int) -> torch.Tensor:
@@ -22,16 +22,8 @@ def llg(observation: Observation, batch_size: int) -> torch.Tensor:
     that same class c."""
     check_batch_size(batch_size, "llg")
     signal = last_layer_signal(observation, batch_size)
-    g = signal.weight.sum(dim=1).clone()
+    g = signal.weight.sum(dim=1)
     classes = len(g)
     negative = g < 0
     impact = g[negative].sum() / batch_size * (1 + 1 / classes)
-    labels: list[int] = []
-    for c in torch.nonzero(negative).flatten().tolist()[:batch_size]:
-        labels.append(c)
-        g[c] -= impact
-    while len(labels) < batch_size:
-        c = int(g.argmin())
-        labels.append(c)
-        g[c] -= impact
-    return torch.tensor(sorted(labels), dtype=torch.long)
+    return greedy_labels(g, negative, batch_size, -float(impact))
