@@ -93,6 +93,10 @@ def describe(cls: type, skip: Iterable[str] = ("progress",)) -> list[OptionInfo]
     return out
 
 
+def _in(text: str) -> str:
+    return f"in {text}" if text[:1] in "[(" else text
+
+
 def parse_bool(text: str, what: str) -> bool:
     low = text.strip().lower()
     if low in TRUE:
@@ -112,7 +116,9 @@ def parse_text(text: str, default: Any, what: str) -> Any:
         try:
             return int(text)
         except ValueError:
-            raise GradinvError(f"{what}={text!r} must be of type int (default {default!r})") from None
+            raise GradinvError(
+                f"{what}={text!r} must be of type int (default {default!r})"
+            ) from None
     if kind is float:
         try:
             return float(text)
@@ -177,7 +183,7 @@ def check_value(owner: str, f: Field, value: Any) -> Any:
             or (high is not None and (value >= high if m.get("high_open") else value > high))
         )  # fmt: skip
         if bad:
-            raise GradinvError(f"{what} must be {range_text(f)}, got {value!r}")
+            raise GradinvError(f"{what} must be {_in(range_text(f))}, got {value!r}")
     return value
 
 
