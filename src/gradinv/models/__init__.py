@@ -9,6 +9,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..errors import GradinvError
+from ..options import parse_text
 from ..registry import Registry
 from .cnn6 import cnn6
 from .convnet import convnet
@@ -48,15 +49,7 @@ def parse_option(name: str, key: str, value: str) -> Any:
         raise GradinvError(
             f"model {name!r} has no option {key!r}; valid options: {', '.join(options) or 'none'}"
         )
-    kind = type(options[key])
-    try:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        return kind(value)
-    except ValueError:
-        raise GradinvError(f"model option {key}={value!r}: expected {kind.__name__}") from None
+    return parse_text(value, options[key], f"model option {key}")
 
 
 def build_model(
@@ -72,7 +65,10 @@ def build_model(
             )
     if num_classes < 2:
         raise GradinvError(f"a classifier needs at least 2 classes, got {num_classes}")
-    return builder(in_shape=tuple(in_shape), num_classes=num_classes, **options)
+    model = builder(in_shape=tuple(in_shape), num_classes=num_classes, **options)
+    # Observations made from this module can be rebuilt from disk without the caller's help.
+    model.gradinv_spec = {"name": name, "options": dict(options)}
+    return model
 
 
 __all__ = ["MODELS", "build_model", "model_options", "parse_option", "train_model"]
