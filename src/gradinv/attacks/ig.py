@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..options import option
 from ..priors import Prior, TotalVariation
 from .base import ATTACKS
-from .engine import Adam, Optimiser, lr_multistep
+from .engine import Adam, Objective, Optimiser, Problem, lr_multistep
 from .engine.loop import Schedule
 from .optimization import OptimizationAttack
 
@@ -35,8 +35,17 @@ class InvertingGradients(OptimizationAttack):
     distance: str = option("cosine", "gradient distance: l2, cosine, l1, l2-layers")
     lr: float = option(0.1, "Adam learning rate (×0.1 at 3/8, 5/8 and 7/8 of the steps)",
                        low=0, low_open=True)  # fmt: skip
-    tv: float = option(1e-2, "total-variation weight", low=0)
+    tv: float = option(1e-4, "total-variation weight (relative to the start distance)", low=0)
     signed: bool = option(True, "feed Adam the sign of the gradient")
+    relative: bool = option(
+        True, "divide the matching distance by its value at the start, so the TV weight means "
+        "the same on every model",
+    )  # fmt: skip
+
+    def objective(self, problem: Problem) -> Objective:
+        objective = super().objective(problem)
+        objective.relative = self.relative
+        return objective
 
     def make_priors(self) -> list[Prior]:
         priors = super().make_priors()

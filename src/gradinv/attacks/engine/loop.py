@@ -5,6 +5,8 @@ progress bar, Ctrl-C (stop and keep what was reached) and blind selection by mat
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -64,6 +66,22 @@ class Run:
     progress: bool = True
     label: str = ""
     first_trial: int = 0  # index of the first trial (seeds differ per trial index)
+    # called after every step with (iteration, the best trial's current images in [0,1]) —
+    # for benchmarks (time to quality); its own time is not the attack's
+    on_step: Callable[[int, torch.Tensor], None] | None = None
+
+
+def _announce(run: Run, two_steps: float) -> None:
+    """One line before a long run: how long it will take at the measured speed."""
+    total = two_steps / 2 * run.iterations
+    if total < 60:
+        return
+    span = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    tqdm.write(
+        f"{run.label or 'attack'}: about {span} for {run.iterations} iterations at "
+        f"{two_steps / 2:.2f} s each on this machine (--iterations to shorten)",
+        file=sys.stderr,
+    )
 
 
 def trial_seed(seed: int, trial: int, attempt: int) -> int:
@@ -151,6 +169,7 @@ def _round(run, parametrisation, objective, make_optimiser, indices, attempt, ba
             v.grad = torch.zeros_like(v) if g is None else g
         return total.detach()
 
+    objective.reset()
     optimiser = make_optimiser()
     optimiser.bind(variables)
     kept = [v.detach().clone() for v in variables]
@@ -159,6 +178,7 @@ def _round(run, parametrisation, objective, make_optimiser, indices, attempt, ba
     snapshots: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(count)]
     every = max(1, run.iterations // max(1, run.num_snapshots))
     interrupted = False
+    started = time.perf_counter()
     try:
         for it in range(run.iterations):
             factor = run.schedule(it) if run.schedule else 1.0
@@ -186,6 +206,14 @@ def _round(run, parametrisation, objective, make_optimiser, indices, attempt, ba
             if it % 10 == 0:
                 best = min((values[r] for r in range(count) if alive[r]), default=math.nan)
                 bar.set_postfix(loss=f"{best:.4g}")
+            if it == 1 and run.progress:
+                _announce(run, time.perf_counter() - started)
+            if run.on_step is not None:
+                live = [r for r in range(count) if alive[r]]
+                r = min(live, key=lambda i: values[i])
+                with torch.no_grad():
+                    x = parametrisation.inputs([k[r : r + 1] for k in kept[: len(own)]])
+                run.on_step(it, run.to_images(x[0]))
     except KeyboardInterrupt:
         interrupted = True
     with torch.no_grad():
@@ -203,3 +231,27 @@ def _round(run, parametrisation, objective, make_optimiser, indices, attempt, ba
         for r in range(count)
     ]
     return Trials(kept, distances, histories, snapshots, interrupted, 0, seeds, images, labels)
+
+
+def concatenate(parts: Sequence[tuple[Trials, int]], result: tuple[Trials, int]) -> Trials:
+    """One trial made of several stages (e.g. GIAS's latent then weights): the history and
+    snapshots of each part's chosen trial one after the other, and `result`'s trial as the
+    outcome."""
+    history: list[float] = []
+    snapshots: list[tuple[int, torch.Tensor]] = []
+    for trials, index in parts:
+        offset = len(history)
+        history += trials.histories[index]
+        snapshots += [(offset + it, images) for it, images in trials.snapshots[index]]
+    final, k = result
+    return Trials(
+        variables=[v[k : k + 1] for v in final.variables],
+        distances=final.distances[k : k + 1].clone(),
+        histories=[history],
+        snapshots=[snapshots],
+        interrupted=any(t.interrupted for t, _ in parts),
+        nan_restarts=sum(t.nan_restarts for t, _ in parts),
+        seeds=[final.seeds[k]] if final.seeds else [],
+        images=[final.images[k]],
+        labels=[final.labels[k]],
+    )

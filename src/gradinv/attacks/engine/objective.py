@@ -32,11 +32,19 @@ class Objective:
     distance_weight: float = 1.0
     group: int = 1
     denormalize: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda x: x)
+    # Divide each trial's distance by its value at the trial's start, so prior weights mean the
+    # same on every model (raw distances differ by orders of magnitude between models).
+    relative: bool = False
 
     def __post_init__(self) -> None:
         self._distance = (
             DISTANCES.get(self.distance) if isinstance(self.distance, str) else self.distance
         )
+        self._scale: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the start values (a new set of trials begins)."""
+        self._scale = None
 
     def matching(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """D(ĝ, g) per trial, summed over the trial's G members. x: (R, G·B, C, H, W) in model
@@ -54,6 +62,10 @@ class Objective:
         """(total, distance), each of shape (R,)."""
         distance = self.matching(x, targets)
         total = distance if self.distance_weight == 1.0 else self.distance_weight * distance
+        if self.relative:
+            if self._scale is None or self._scale.shape != distance.shape:
+                self._scale = 1.0 / distance.detach().abs().clamp_min(1e-30)
+            total = total * self._scale
         own = [p for p in self.priors if not p.joint and p.weight]
         joint = [p for p in self.priors if p.joint and p.weight]
         if own or joint:

@@ -64,7 +64,7 @@ class LBFGS(Optimiser):
         max_iter: int = 20,
         history: int = 100,
         line_search: bool = True,
-        max_backtracks: int = 25,
+        max_backtracks: int = 12,
     ) -> None:
         self.lr, self.max_iter, self.m = lr, max_iter, history
         self.line_search, self.max_backtracks = line_search, max_backtracks
@@ -145,6 +145,7 @@ class LBFGS(Optimiser):
         loss, g = self._evaluate(closure)
         first = loss.clone()
         x = self._flat(self.variables).detach()
+        stalled = torch.zeros_like(loss, dtype=torch.bool)
         for _ in range(self.max_iter):
             d = self._direction(g)
             gtd = (g * d).sum(1)
@@ -157,20 +158,24 @@ class LBFGS(Optimiser):
             if bool(fresh.any()):
                 scale = (1.0 / g.abs().sum(1).clamp_min(1e-300)).clamp(max=1.0)
                 t = torch.where(fresh, scale * lr, t)
-            x_new, loss_new, g_new, t = self._search(closure, x, loss, g, d, gtd, t)
+            x_new, loss_new, g_new, t = self._search(closure, x, loss, g, d, gtd, t, stalled)
+            # no acceptable step: the trial sits at its noise floor for the rest of this step
+            stalled |= t == 0
             self.started |= t > 0
             self._remember(x_new - x, g_new - g)
             x, loss, g = x_new, loss_new, g_new
+            if bool(stalled.all()):
+                break
         self._set(x)
         return first
 
-    def _search(self, closure, x, loss, g, d, gtd, t):  # noqa: ANN001, ANN202
-        """A Wolfe line search for every trial at once (c₁ = 1e-4, c₂ = 0.9): the step doubles
-        while the slope is still steep and bisects its bracket once it overshoots, so tiny
+    def _search(self, closure, x, loss, g, d, gtd, t, stalled):  # noqa: ANN001, ANN202
+        """A weak-Wolfe line search for every trial at once (c₁ = 1e-4, c₂ = 0.9): the step
+        doubles while the slope is still steep (keeping the last good step when an expansion fails)
+        and halves while the decrease is not enough, so tiny
         gradients (PyTorch's default init) still get long steps. The best point meeting the
         sufficient-decrease condition is kept; a trial without one keeps its point (t = 0)."""
-        n = loss.shape[0]
-        done = torch.zeros(n, dtype=torch.bool, device=loss.device)
+        done = stalled.clone()
         x_acc, loss_acc, g_acc, t_acc = x.clone(), loss.clone(), g.clone(), torch.zeros_like(t)
         lo, hi = torch.zeros_like(t), torch.full_like(t, math.inf)
         tries = self.max_backtracks if self.line_search else 1
@@ -190,9 +195,11 @@ class LBFGS(Optimiser):
             t_acc = torch.where(better, t, t_acc)
             if not self.line_search:
                 break
+            # weak Wolfe: enough decrease and a slope no longer steep (then sᵀy > 0 holds)
             steep = sufficient & (slope < 0.9 * gtd)
-            overshot = active & (~sufficient | (slope > -0.9 * gtd))
-            done |= sufficient & ~steep & ~overshot
+            overshot = active & ~sufficient
+            # an expansion that fails falls back on the last good step (no costly zoom)
+            done |= (sufficient & ~steep) | (overshot & (t_acc > 0))
             lo = torch.where(steep, t, lo)
             hi = torch.where(overshot, t, hi)
             grow = torch.isinf(hi)
