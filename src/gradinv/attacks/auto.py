@@ -98,13 +98,11 @@ class Auto(Attack):
             loss = matching_loss(observation, rec.images, rec.labels if labels is None else labels)
             exact = name in CLOSED_FORMS and is_exact(rec)
             tried[name] = {"applies": True, "matching_loss": loss, "exact": exact,
+                           "interrupted": bool(rec.info.get("interrupted")),
                            "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
-            if rec.info.get("interrupted"):
-                best = (loss, name, rec)
-                break
             if best is None or loss < best[0] or exact:
                 best = (loss, name, rec)
-            if exact:
+            if exact or rec.info.get("interrupted"):
                 break
         if best is None:
             raise GradinvError(
@@ -112,7 +110,8 @@ class Auto(Attack):
                 + "; ".join(f"{k}: {v['reason']}" for k, v in tried.items())
             )
         loss, name, rec = best
-        info = {**rec.info, "chosen": name, "chosen_matching_loss": loss, "candidates": tried}
+        info = {**rec.info, "chosen": name, "chosen_matching_loss": loss, "candidates": tried,
+                "interrupted": any(r.get("interrupted") for r in tried.values())}  # fmt: skip
         return Reconstruction(
             images=rec.images.to(torch.float32) if rec.images.dtype != torch.float32 else rec.images,
             labels=rec.labels, loss_history=rec.loss_history, snapshots=rec.snapshots, info=info,
