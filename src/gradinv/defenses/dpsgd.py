@@ -148,7 +148,10 @@ class DPSGD(Defense):
                 accountant.step(
                     noise_multiplier=self.noise / math.sqrt(epochs), sample_rate=self.sample_rate
                 )
-            epsilon = float(accountant.get_epsilon(self.delta))
+            # Opacus' default orders stop at 63, too few for small σ at q = 1 (its "optimal order
+            # is the largest alpha" warning): larger orders only tighten the bound.
+            alphas = list(accountant.DEFAULT_ALPHAS) + [80, 100, 128, 192, 256, 512, 1024]
+            epsilon = float(accountant.get_epsilon(self.delta, alphas=alphas))
         return {
             "epsilon": epsilon,
             "delta": self.delta,
