@@ -463,3 +463,26 @@ def test_fedavg_accuracy_runs_defended_and_is_seeded():
     assert 0.0 <= defended <= 1.0
     with pytest.raises(GradinvError, match="too few"):
         fedavg_accuracy("lenet", "digits", None, clients=100, samples_per_client=100)
+
+
+@pytest.mark.parametrize("name", ["soteria", "precode", "prune", "quantize", "sign"])
+def test_defenses_work_on_a_non_sequential_batchnorm_model(name):
+    model = build_model("resnet18", (3, 8, 8), 10, width=2)
+    defense = make_defense(name, **({"ratio": 0.5} if name == "soteria" else {}))
+    wrapped = wrap(defense, model)
+    torch.manual_seed(0)
+    x, y = torch.randn(3, 3, 8, 8), torch.tensor([0, 1, 2])
+    clean = defended_update(None, ClientRound.start(wrapped, x, y))
+    out = defended_update(defense, ClientRound.start(wrapped, x, y))
+    assert set(out) == set(clean) and all(out[k].shape == clean[k].shape for k in out)
+    if name == "soteria":  # head.2 is the classifier: 8 of its 16 input columns zeroed
+        assert int((out["head.2.weight"] == 0).all(dim=0).sum()) == 8
+        assert all(torch.equal(out[k], clean[k]) for k in out if k != "head.2.weight")
+
+
+def test_dpsgd_without_opacus_is_a_one_line_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opacus", None)  # import opacus -> ImportError
+    with pytest.raises(GradinvError, match=r"pip install 'gradinv\[opacus\]'"):
+        defended_update(make_defense("dpsgd"), _round())

@@ -37,8 +37,9 @@ def feature_scores(round: ClientRound, layer: torch.nn.Module) -> torch.Tensor:
     scores = torch.zeros(d, dtype=torch.float64, device=r.device)
     for start in range(0, d, CHUNK):
         feats = torch.arange(start, min(start + CHUNK, d), device=r.device)
-        # One batched backward per chunk: seed j selects feature feats[j] of every sample, and
-        # samples do not interact, so row i of the result is ∂r_if/∂x_i.
+        # One batched backward per chunk: seed j selects feature feats[j] of every sample, so row
+        # i of the result is ∂(Σ_k r_kf)/∂x_i = ∂r_if/∂x_i when samples do not interact; with
+        # BatchNorm in train mode it keeps the cross-sample terms, as the paper's code does.
         seeds = torch.zeros(len(feats), b, d, dtype=r.dtype, device=r.device)
         seeds[torch.arange(len(feats)), :, feats] = 1
         (jac,) = torch.autograd.grad(r, x, seeds, retain_graph=True, is_grads_batched=True)
