@@ -13,7 +13,7 @@ from gradinv.defenses import (
     parse_defense,
     wrap,
 )
-from gradinv.defenses.client import bound_generator, local_update
+from gradinv.fl import bound_generator
 from gradinv.defenses.precode import kl_divergence
 from gradinv.defenses.prune import Prune
 from gradinv.defenses.utility import fedavg_accuracy, update_cosine
@@ -331,14 +331,6 @@ def test_precode_update_is_the_gradient_of_loss_plus_beta_kl(train):
     expected = torch.autograd.grad(loss, list(p.values()))
     for k, e in zip(p, expected, strict=True):
         assert torch.allclose(got[k], e, atol=1e-12), k
-
-
-@pytest.mark.parametrize("protocol", [Protocol(), FEDAVG], ids=["fedsgd", "fedavg"])
-def test_local_update_mirrors_the_protocol(protocol):
-    r = _round(torch.float64, batch=5, protocol=protocol)
-    ref = simulate_update(r.model, r.params, r.buffers, r.x, r.targets, protocol)
-    got = local_update(r)
-    assert all(torch.allclose(got[k], ref[k], atol=1e-12) for k in ref)
 
 
 # --- DP-SGD --------------------------------------------------------------------------------------

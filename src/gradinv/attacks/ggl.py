@@ -44,6 +44,9 @@ class GGL(Attack):
     distance: str = option("cosine", "gradient distance: l2, cosine, l1, l2-layers")
     label_strategy: str = option("auto", "label strategy when the labels are not observed")
     num_snapshots: int = option(40, "images kept along the way for the progress animation", low=1)
+    defense_aware: bool = option(
+        False, "re-apply the recorded defenses' deterministic part to the simulated update",
+    )  # fmt: skip
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
@@ -55,7 +58,7 @@ class GGL(Attack):
         if self.label_strategy == "joint":
             raise GradinvError("ggl searches images only: use observed or recovered labels")
         obs = observation
-        problem = Problem.build(obs, self.label_strategy)
+        problem = Problem.build(obs, self.label_strategy, defense_aware=self.defense_aware)
         generator = load_prior_generator(self.generator, obs, self.seed)
         b, d = problem.batch_size, generator.latent_dim
         latent = Latent(obs, generator, b)

@@ -40,6 +40,10 @@ class OptimizationAttack(Attack):
         "random", "random, or another attack whose reconstruction starts the first trial "
         "(e.g. rgap)",
     )  # fmt: skip
+    defense_aware: bool = option(
+        False, "re-apply the recorded defenses' deterministic part to the simulated update and "
+        "match only where the observed update carries information",
+    )  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -91,7 +95,8 @@ class OptimizationAttack(Attack):
         )  # fmt: skip
 
     def build_problem(self, observation: Observation) -> Problem:
-        problem = Problem.build(observation, self.label_strategy, self.make_priors())
+        problem = Problem.build(observation, self.label_strategy, self.make_priors(),
+                                defense_aware=self.defense_aware)  # fmt: skip
         if self.init != "random":
             start = make_attack(self.init, progress=False, seed=self.seed).reconstruct(observation)
             if start.images.shape[0] != problem.batch_size:

@@ -10,47 +10,11 @@ import torch
 import torch.nn as nn
 
 from ..errors import GradinvError
-from ..fl.protocol import Protocol
+from ..fl import ClientRound, Protocol
 from ..options import build, documented, parse_spec, validate
 from ..registry import Registry
 
 Tensors = dict[str, torch.Tensor]
-
-
-@dataclass
-class ClientRound:
-    """What the client holds while computing its update; never given to an attack.
-
-    model: the (possibly wrapped) architecture; params: its trainable leaves as received from the
-    server (requires_grad); buffers: its buffers; x: the private batch in model input space
-    (normalised); targets: integer labels; generator: the round's seeded source of randomness."""
-
-    model: nn.Module
-    params: Tensors
-    buffers: Tensors
-    x: torch.Tensor
-    targets: torch.Tensor
-    protocol: Protocol
-    generator: torch.Generator
-
-    @classmethod
-    def start(
-        cls,
-        model: nn.Module,
-        x: torch.Tensor,
-        targets: torch.Tensor,
-        protocol: Protocol | None = None,
-        seed: int = 0,
-    ) -> ClientRound:
-        """A round on `model`'s current weights (copied, so the model is never touched)."""
-        params = {
-            k: v.detach().clone().requires_grad_(True)
-            for k, v in model.named_parameters()
-            if v.requires_grad
-        }
-        buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
-        gen = torch.Generator().manual_seed(int(seed))
-        return cls(model, params, buffers, x, targets, protocol or Protocol(), gen)
 
 
 @dataclass
@@ -82,6 +46,10 @@ class Defense:
         differentiable in `update`; parameters the attacker lacks are estimated from `observed`.
         Default: identity (the defense is zero-mean noise, or not simulable from the update)."""
         return update
+
+    def layers(self, names: list[str]) -> list[str]:
+        """The parameters a defense-aware attacker still compares (default: all of `names`)."""
+        return names
 
     def informative(self, observed: Tensors) -> Tensors | None:
         """Boolean masks of the entries of `observed` that carry information; None = all."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +14,10 @@ import torch
 import torch.nn as nn
 
 from ..errors import GradinvError
+from ..fl import bound_generator, training_loss
 from ..fl.protocol import Protocol
 from ..options import option
 from .base import ClientRound, Defense, Tensors, register
-from .client import bound_generator, training_loss
 
 
 def _opacus() -> Any:
@@ -95,7 +96,9 @@ class DPSGD(Defense):
                 for _ in range(epochs):
                     for s in range(0, n, step):
                         xb, yb = round.x[s : s + step], round.targets[s : s + step]
-                        grads = self._dp_gradient(gsm, params, xb, yb, round.generator)
+                        grads = self._dp_gradient(
+                            gsm, params, xb, yb, round.generator, protocol.loss_fn
+                        )
                         if protocol.kind == "fedsgd":
                             return dict(zip(names, grads, strict=True))
                         with torch.no_grad():
@@ -112,6 +115,7 @@ class DPSGD(Defense):
         x: torch.Tensor,
         y: torch.Tensor,
         generator: torch.Generator,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     ) -> list[torch.Tensor]:
         """One DP aggregated gradient: Opacus' pre_step clips, sums, adds noise and divides by
         the batch size without touching the weights (lr 0, no step)."""
@@ -124,7 +128,7 @@ class DPSGD(Defense):
             generator=generator,
         )
         opt.zero_grad(set_to_none=True)
-        training_loss(gsm, lambda: gsm(x), y).backward()  # + PRECODE's β·KL if present
+        training_loss(gsm, lambda: gsm(x), y, loss).backward()  # + PRECODE's β·KL if present
         opt.pre_step()
         grads = [p.grad.detach().clone() for p in params]
         opt.zero_grad(set_to_none=True)

@@ -2,9 +2,9 @@
 
 The server knows the wrapped architecture (it is part of the deployment): an attacker builds the
 same wrapper and sees the bottleneck's parameters and their gradients, but not the noise ε.
-The client's loss is the protocol's cross-entropy + β·KL; an attacker simulating the update with
-gradinv.fl.simulate_update on the wrapped model leaves out β·KL (it does not touch the classifier's
-gradient, and is β-small elsewhere) unless it uses gradinv.defenses.base.training_loss."""
+The client's loss is the protocol's loss + β·KL (gradinv.fl.training_loss collects it), which an
+attacker simulating the wrapped model includes too; only the noise draws ε stay secret (an
+attacker's simulation uses z = μ)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..fl import LossTerm, Stochastic
 from ..options import option
 from ._layers import last_linear, replace_module
 from .base import Defense, randn_like, register
-from .client import LossTerm, Stochastic
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,7 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 class VariationalBottleneck(Stochastic, LossTerm):
     """h -> encoder -> (μ, log σ²) -> z = μ + σ·ε (train mode; z = μ in eval mode) -> decoder;
-    adds β·KL to the client's training loss (gradinv.defenses.base.training_loss)."""
+    adds β·KL to the client's training loss (gradinv.fl.training_loss)."""
 
     def __init__(self, features: int, latent: int, beta: float) -> None:
         super().__init__()
@@ -39,7 +39,8 @@ class VariationalBottleneck(Stochastic, LossTerm):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         mu, logvar = self.encoder(h).chunk(2, dim=-1)
         self.add_penalty(self.beta * kl_divergence(mu, logvar))
-        z = mu + (0.5 * logvar).exp() * randn_like(mu, self.generator) if self.training else mu
+        noisy = self.training and self.sample
+        z = mu + (0.5 * logvar).exp() * randn_like(mu, self.generator) if noisy else mu
         return self.decoder(z)
 
 
@@ -66,6 +67,12 @@ class Precode(Defense):
     latent: int = option(256, "size of the bottleneck's latent code z", low=1)
     beta: float = option(1e-3, "weight β of the KL term added to the loss", low=0)
     seed: int = option(0, "seed of the bottleneck's weight initialisation", low=0)
+
+    def layers(self, names: list[str]) -> list[str]:
+        """PRECODE's known break: compare only the layers before the bottleneck (the noise makes
+        the bottleneck's and the classifier's gradients unpredictable)."""
+        keep = [n for n in names if ".bottleneck." not in f".{n}" and ".classifier." not in f".{n}"]
+        return keep or names
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """A copy of `model` with the bottleneck inserted (the input model is left untouched);

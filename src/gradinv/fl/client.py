@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from ..errors import GradinvError
 from .observation import Observation, check_labels, check_normalization
-from .protocol import Protocol, Tensors, batchnorm_statistics, client_update
+from .protocol import Protocol, Tensors, batchnorm_statistics, bound_generator, client_update
 
 
 @dataclass
@@ -29,14 +29,50 @@ class ClientRound:
     protocol: Protocol
     generator: torch.Generator = field(default_factory=torch.Generator)
 
+    @classmethod
+    def start(
+        cls,
+        model: nn.Module,
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        protocol: Protocol | None = None,
+        seed: int = 0,
+    ) -> ClientRound:
+        """A round on `model`'s current weights (copied, so the model is never touched)."""
+        params = {
+            k: v.detach().clone().requires_grad_(True)
+            for k, v in model.named_parameters()
+            if v.requires_grad
+        }
+        buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+        generator = torch.Generator().manual_seed(int(seed))
+        return cls(model, params, buffers, x, targets, protocol or Protocol(), generator)
+
     def update(self) -> Tensors:
         """The undefended update for this round (no graph kept)."""
         state = {k: v.clone() for k, v in self.buffers.items()}
         own = {k: v.clone() for k, v in self.model.named_buffers() if k not in state}
-        out = client_update(
-            self.model, self.params, {**own, **state}, self.x, self.targets, self.protocol
-        )
+        with bound_generator(self.model, self.generator):
+            out = client_update(
+                self.model, self.params, {**own, **state}, self.x, self.targets, self.protocol
+            )
         return {k: v.detach() for k, v in out.items()}
+
+
+def defended_update(defenses: Sequence[Any], round: ClientRound) -> Tensors:
+    """The update the client sends under `defenses` (applied in order; objects with
+    `client_update(round)` and `apply(update, round)`, e.g. from gradinv.defenses): at most one
+    defense may compute the whole update itself (DP-SGD), then every `apply` post-processes it."""
+    with bound_generator(round.model, round.generator):
+        custom = [(d, u) for d in defenses if (u := d.client_update(round)) is not None]
+        if len(custom) > 1:
+            names = ", ".join(d.name for d, _ in custom)
+            raise GradinvError(f"defenses {names} each compute the whole update; use one of them")
+        update = custom[0][1] if custom else round.update()
+        update = {k: v.detach() for k, v in update.items()}
+        for d in defenses:
+            update = d.apply(update, round)
+    return {k: v.detach() for k, v in update.items()}
 
 
 def observe(
@@ -100,13 +136,7 @@ def observe(
             model, {k: v.clone().requires_grad_(True) for k, v in params.items()}, buffers, x,
             labels, protocol, torch.Generator(device="cpu").manual_seed(seed),
         )  # fmt: skip
-        update = None
-        for d in defenses:
-            update = d.client_update(round_) if update is None else update
-        if update is None:
-            update = round_.update()
-        for d in defenses:
-            update = d.apply(update, round_)
+        update = defended_update(list(defenses), round_)
         if share_batch_stats:
             with torch.no_grad():
                 stats = {
@@ -167,7 +197,8 @@ def aggregate(observations: Sequence[Observation], secure: bool = False) -> Obse
 
     For FedSGD with known batch sizes this equals one client holding the union of the batches.
     With `secure=True` (secure aggregation) the server sees only the aggregate: no per-client
-    batch sizes or labels, not even their total."""
+    batch sizes or labels (the total number of samples, which FedAvg's weighting needs, stays
+    known when the clients report their sizes)."""
     if not observations:
         raise GradinvError("nothing to aggregate: no observations")
     sizes = [o.batch_size or 1 for o in observations]
@@ -180,7 +211,7 @@ def aggregate(observations: Sequence[Observation], secure: bool = False) -> Obse
     labels = None
     if not secure and all(o.labels is not None for o in observations):
         labels = torch.cat([o.labels for o in observations])  # type: ignore[misc]
-    known = not secure and all(o.batch_size is not None for o in observations)
+    known = all(o.batch_size is not None for o in observations)
     return Observation(
         **{
             **first.__dict__,

@@ -282,6 +282,11 @@ class Observation:
                 from ..models import build_model  # the models sit above fl in the pipeline
 
                 model = build_model(spec["name"], shape, num_classes, **spec.get("options", {}))
+                if meta.get("defenses"):  # wrappers a defense put around the model (PRECODE)
+                    from ..defenses import Defense
+
+                    for d in meta["defenses"]:
+                        model = Defense.from_dict(d).wrap_model(model)
             batch_size = meta.get("batch_size")
             obs = cls.from_update(
                 model,

@@ -6,7 +6,8 @@ attack can run it for many dummy batches at once (vmap) and differentiate throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -109,6 +110,63 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return cross_entropy(logits, targets)
 
 
+class LossTerm(nn.Module):
+    """A module that adds a term to the client's training loss (e.g. PRECODE's β·KL): its forward
+    calls `add_penalty`, which records the value only while `training_loss` collects — the term is
+    consumed inside the same (possibly vmapped) computation, so nothing leaks out of it."""
+
+    _penalties: list[torch.Tensor] | None = None
+
+    def add_penalty(self, value: torch.Tensor) -> None:
+        if self._penalties is not None:
+            self._penalties.append(value)
+
+
+class Stochastic(nn.Module):
+    """A module drawing random numbers in its forward pass: the client binds its round generator
+    (same seed, same update). An attacker cannot know the draws: with `sample = False` the module
+    uses its expected value instead (deterministic, and safe under vmap)."""
+
+    generator: torch.Generator | None = None
+    sample: bool = True
+
+
+@contextmanager
+def bound_generator(model: nn.Module, generator: torch.Generator | None) -> Iterator[None]:
+    """Bind `generator` to every Stochastic module of `model` for the duration of the block."""
+    modules = [m for m in model.modules() if isinstance(m, Stochastic)]
+    before = [m.generator for m in modules]
+    for m in modules:
+        m.generator = generator
+    try:
+        yield
+    finally:
+        for m, g in zip(modules, before, strict=True):
+            m.generator = g
+
+
+def training_loss(
+    model: nn.Module, run: Callable[[], torch.Tensor], targets: torch.Tensor, loss: LossFn = loss_fn
+) -> torch.Tensor:
+    """`loss` on the outputs `run()` returns, plus every term `model`'s LossTerm modules add
+    during that forward pass."""
+    terms = [m for m in model.modules() if isinstance(m, LossTerm)]
+    if not terms:
+        return loss(run(), targets)
+    bag: list[torch.Tensor] = []
+    for m in terms:
+        m._penalties = bag
+    try:
+        outputs = run()
+    finally:
+        for m in terms:
+            m._penalties = None
+    total = loss(outputs, targets)
+    for value in bag:
+        total = total + value
+    return total
+
+
 def forward(model: nn.Module, params: Mapping, buffers: Mapping, x: torch.Tensor) -> torch.Tensor:
     """Outputs of `model` with the given tensors. Buffers are cloned (the model's own ones too, for
     those not given): BatchNorm in train mode would otherwise update the caller's statistics."""
@@ -133,7 +191,7 @@ def client_update(
 
     # buffers are an argument, not captured: BatchNorm may update them in place (client side)
     def batch_loss(p: Mapping, b: Mapping, xb: torch.Tensor, tb: torch.Tensor):  # noqa: ANN202
-        return loss(functional_call(model, {**b, **p}, (xb,)), tb)
+        return training_loss(model, lambda: functional_call(model, {**b, **p}, (xb,)), tb, loss)
 
     params, buffers = dict(params), dict(buffers)
     if protocol.kind == "fedsgd":

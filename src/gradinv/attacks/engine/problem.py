@@ -37,9 +37,7 @@ class Problem:
         observation: Observation,
         label_strategy: str,
         priors: Sequence[Prior] = (),
-        layers: Sequence[str] | None = None,
-        transform: Transform | None = None,
-        masks: dict[str, torch.Tensor] | None = None,
+        defense_aware: bool = False,
     ) -> Problem:
         obs = observation
         batch_size = batch_size_of(obs)
@@ -59,8 +57,12 @@ class Problem:
         for p in priors:
             p.setup(obs)
         group = max([p.group_size() for p in priors], default=1)
+        layers, transform, masks, info = None, None, None, {}
+        if defense_aware and obs.defenses:
+            layers, transform, masks = defense_model(obs)
+            info = {"defense_aware": [d.get("name") for d in obs.defenses]}
         simulator = UpdateSimulator(obs, layers=layers, transform=transform, masks=masks)
-        return cls(obs, batch_size, labels, source, priors, simulator, group)
+        return cls(obs, batch_size, labels, source, priors, simulator, group, info=info)
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:
         """One trial's model inputs (G·B, C, H, W) -> the B reconstructions in [0,1], on the CPU
@@ -69,3 +71,31 @@ class Problem:
         for p in self.priors:
             images = p.fuse(images, self.batch_size)
         return images.clamp(0, 1).cpu()
+
+
+def defense_model(
+    observation: Observation,
+) -> tuple[list[str] | None, Transform, dict[str, torch.Tensor] | None]:
+    """What an attacker who knows the recorded defenses does: re-apply their deterministic part
+    to each simulated update (estimating what it lacks from the observed update: clip bound from
+    the norm, pruning mask from the zeros, Soteria's mask from zero columns) and compare only the
+    layers and entries where the observed update carries information."""
+    from ...defenses import Defense
+
+    defenses = [Defense.from_dict(d) for d in observation.defenses]
+    observed = observation.update
+    names = list(observed)
+    for d in defenses:
+        names = d.layers(names)
+    masks: dict[str, torch.Tensor] = {}
+    for d in defenses:
+        for k, m in (d.informative(observed) or {}).items():
+            masks[k] = m if k not in masks else masks[k] & m
+
+    def transform(update: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for d in defenses:
+            update = d.simulate(update, observed)
+        return update
+
+    layers = None if names == list(observed) else names
+    return layers, transform, masks or None

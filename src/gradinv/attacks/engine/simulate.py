@@ -10,7 +10,7 @@ import torch
 from torch.func import replace_all_batch_norm_modules_, vmap
 
 from ...errors import GradinvError
-from ...fl import Observation, client_update
+from ...fl import Observation, Stochastic, client_update
 
 Tensors = dict[str, torch.Tensor]
 # A transform of the simulated update before it is compared (defense-aware attacks re-apply the
@@ -42,6 +42,9 @@ class UpdateSimulator:
         model.train(obs.train_mode)
         if obs.train_mode:
             replace_all_batch_norm_modules_(model)
+        for m in model.modules():
+            if isinstance(m, Stochastic):  # the client's draws are secret: use expected values
+                m.sample = False
         self.model = model
         self.protocol = obs.protocol
         self.params = {k: v.detach() for k, v in obs.parameters.items()}
