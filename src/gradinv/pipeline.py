@@ -19,6 +19,7 @@ from .fl import Observation, Protocol, aggregate, observe
 from .labels import STRATEGIES
 from .metrics import evaluate
 from .models import build_model, train_model
+from .models.user import is_user_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -52,6 +53,9 @@ class RunConfig:
     loss: str = "ce"  # ce | mse | file.py:function
     train_epochs: int = 0
     normalize: bool = True
+    model_output: str | None = None  # logits of a model returning a tuple (index) or dict (key)
+    observation: str | None = None  # attack this saved observation instead of simulating a round
+    truth: str | None = None  # the private batch of a saved observation, for scoring only
     model_options: dict[str, Any] = field(default_factory=dict)
     attack_options: dict[str, Any] = field(default_factory=dict)
     priors: list[tuple[str, float]] = field(default_factory=list)
@@ -68,8 +72,8 @@ class RunResult:
     config: RunConfig
     metrics: dict[str, Any]
     reconstruction: Reconstruction
-    images: torch.Tensor  # the private batch, [0,1], cpu
-    labels: torch.Tensor
+    images: torch.Tensor | None  # the private batch, [0,1], cpu (None: a saved observation alone)
+    labels: torch.Tensor | None
     observation: Observation
 
 
@@ -125,6 +129,14 @@ def check(config: RunConfig) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise GradinvError(f"{name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
+    for name in ("iterations", "restarts"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise GradinvError(f"{name} must be >= 1, got {value!r}")
+    if config.truth and not config.observation:
+        raise GradinvError("--truth scores an attack on a saved observation: give --observation")
+    if config.observation and not os.path.isdir(config.observation):
+        raise GradinvError(f"observation directory not found: {config.observation}")
     if config.image_size < 4:
         raise GradinvError(f"image size must be at least 4, got {config.image_size}")
     if config.channels is not None and config.channels not in (1, 3):
@@ -200,7 +212,8 @@ def prepare(
     defenses = make_defenses(config)
     torch.manual_seed(config.model_seed)
     in_shape = (c, config.image_size, config.image_size)
-    model = build_model(config.model, in_shape, dataset.num_classes, **config.model_options)
+    model = build_model(config.model, in_shape, dataset.num_classes, config.model_output,
+                        **config.model_options)  # fmt: skip
     for d in defenses:
         model = d.wrap_model(model)
     model = model.to(device, dtype)
@@ -234,11 +247,95 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     check(config)
     config.threads = use_threads(config.threads)
     attack = make_attack(config.attack, progress=progress, **attack_kwargs(config))
-    obs, images, labels = prepare(config, progress)
+    if config.observation:
+        obs = load_observation(config)
+        images, labels = load_truth(config.truth) if config.truth else (None, None)
+    else:
+        obs, images, labels = prepare(config, progress)
     start = time.perf_counter()
     rec = attack.reconstruct(obs)
     elapsed = time.perf_counter() - start
-    return RunResult(config, score(config, rec, images, labels, elapsed), rec, images, labels, obs)
+    if images is None:
+        metrics = unscored(config, rec, obs, elapsed)
+    else:
+        metrics = score(config, rec, images, labels, elapsed)
+    return RunResult(config, metrics, rec, images, labels, obs)
+
+
+def load_observation(config: RunConfig) -> Observation:
+    """A saved observation; a custom model (file.py:Class or TorchScript) or loss comes from the
+    config, since nothing executable is ever read from the observation's directory."""
+    path = config.observation or ""
+    model = None
+    if is_user_model(config.model):
+        import json
+
+        try:
+            with open(os.path.join(path, "observation.json")) as fh:
+                meta = json.load(fh)
+            shape, classes = tuple(meta["input_shape"]), int(meta["num_classes"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise GradinvError(f"not a readable observation directory: {path} ({exc})") from None
+        model = build_model(config.model, shape, classes, config.model_output,  # type: ignore[arg-type]
+                            **config.model_options)  # fmt: skip
+    loss = make_protocol(config).loss if ":" in config.loss else None
+    obs = Observation.load(path, model=model, loss=loss)  # type: ignore[arg-type]
+    device = resolve_device(config.device)
+    return obs if obs.device == device else obs.to(device)
+
+
+def save_truth(path: str, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """The private batch of an observation, kept apart from what the server sees (scoring only)."""
+    from safetensors.torch import save_file
+
+    save_file({"images": images.detach().float().cpu().contiguous(),
+               "labels": labels.detach().long().cpu().contiguous()}, path)  # fmt: skip
+
+
+def load_truth(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+        images, labels = tensors["images"], tensors["labels"]
+    except FileNotFoundError:
+        raise GradinvError(f"truth file not found: {path}") from None
+    except (SafetensorError, OSError, KeyError, RuntimeError) as exc:
+        raise GradinvError(
+            f"{path} is not a private batch written by gradinv observe ({exc})"
+        ) from None
+    if images.ndim != 4 or labels.shape != (images.shape[0],):
+        raise GradinvError(
+            f"{path}: images {tuple(images.shape)} and labels {tuple(labels.shape)} disagree"
+        )
+    return images, labels
+
+
+def unscored(
+    config: RunConfig, rec: Reconstruction, obs: Observation, elapsed: float
+) -> dict[str, Any]:
+    """metrics.json without ground truth: what the attack found and how well it explains the update."""
+    from .attacks.engine import matching_loss
+
+    try:
+        loss = matching_loss(obs, rec.images, rec.labels)
+    except GradinvError:
+        loss = None
+    return {
+        "attack": config.attack,
+        "observation": config.observation,
+        "model": (obs.model_spec or {}).get("name", config.model),
+        "batch_size": int(rec.images.shape[0]),
+        "scored": False,
+        "matching_loss": loss,
+        "labels_recovered": None if rec.labels is None else sorted(int(v) for v in rec.labels),
+        "recovered_batch_size": int(rec.info.get("batch_size", rec.images.shape[0])),
+        "iterations": len(rec.loss_history) or None,
+        "time_s": round(elapsed, 3),
+        "threads": torch.get_num_threads(),
+        "info": {k: jsonable(v) for k, v in rec.info.items()},
+    }
 
 
 def score(

@@ -24,11 +24,18 @@ def execute(config: RunConfig, out: str, progress: bool = True, overwrite: bool 
         result = run(config, progress=progress)
         paths = write_report(out, result)
     m = result.metrics
-    acc = "" if m["label_accuracy"] is None else f", label accuracy {m['label_accuracy']:.2f}"
-    click.echo(
-        f"{m['attack']} on {m['model']} (batch {m['batch_size']}): PSNR {m['psnr']:.2f} dB, "
-        f"SSIM {m['ssim']:.3f}{acc}, {m['time_s']:.1f} s"
-    )
+    if m.get("scored") is False:
+        loss = m["matching_loss"]
+        click.echo(
+            f"{m['attack']} on {m['observation']} (batch {m['batch_size']}): matching loss "
+            f"{'n/a' if loss is None else f'{loss:.3g}'}, {m['time_s']:.1f} s (no --truth: not scored)"
+        )
+    else:
+        acc = "" if m["label_accuracy"] is None else f", label accuracy {m['label_accuracy']:.2f}"
+        click.echo(
+            f"{m['attack']} on {m['model']} (batch {m['batch_size']}): PSNR {m['psnr']:.2f} dB, "
+            f"SSIM {m['ssim']:.3f}{acc}, {m['time_s']:.1f} s"
+        )
     if m["info"].get("warning"):
         click.echo(f"warning: {m['info']['warning']}", err=True)
     click.echo(
@@ -53,17 +60,27 @@ def execute(config: RunConfig, out: str, progress: bool = True, overwrite: bool 
 @click.option("--attack-opt", multiple=True,
               help="attack hyper-parameter KEY=VALUE (repeatable; `gradinv list --options NAME`)")  # fmt: skip
 @click.option("--prior", multiple=True, help="prior NAME=WEIGHT (repeatable), e.g. tv=1e-2")
+@click.option("--observation", default=None,
+              help="attack this saved observation (gradinv observe) instead of simulating a round")  # fmt: skip
+@click.option(
+    "--truth", default=None, help="the private batch of --observation, to score the attack"
+)
+@click.option("--model-output", default=None,
+              help="logits of a model returning a tuple (INDEX) or a dict (KEY)")  # fmt: skip
 @click.option("--out", default="runs/attack", show_default=True, help="report directory")
 @click.option("--overwrite", is_flag=True, help="replace an earlier report in --out")
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
 def attack(
     attack_name: str, labels: str, iterations: int | None, restarts: int | None,
-    attack_opt: tuple[str, ...], prior: tuple[str, ...], out: str, overwrite: bool,
-    progress: bool, **round: Any,
+    attack_opt: tuple[str, ...], prior: tuple[str, ...], observation: str | None,
+    truth: str | None, model_output: str | None, out: str, overwrite: bool, progress: bool,
+    **round: Any,
 ) -> None:  # fmt: skip
-    """Simulate a client round on a private batch, attack the update, and write a report."""
+    """Simulate a client round on a private batch (or load a saved observation), attack the
+    update, and write a report."""
     config = RunConfig(
         attack=attack_name, labels=labels, iterations=iterations, restarts=restarts,
+        observation=observation, truth=truth, model_output=model_output,
         attack_options=key_values(attack_opt, "attack option"),
         priors=[parse_prior(p) for p in prior],
         **round_config(round),

@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import GradinvError
 from ..metrics import match, psnr
-from .figures import save_curve, save_progress_gif, save_reconstruction_png
+from .figures import save_curve, save_images_png, save_progress_gif, save_reconstruction_png
 
 
 @contextlib.contextmanager
@@ -56,7 +56,8 @@ def check_output_file(path: str) -> None:
 def write_report(out: str, result) -> dict[str, str]:  # noqa: ANN001 - RunResult (avoid import cycle)
     """Write metrics.json, config.yaml and reconstruction.png into `out`, plus progress.gif and
     curve.png when the attack iterated. Metrics and config go first so nothing computed is lost if
-    a figure fails."""
+    a figure fails. Without ground truth (a saved observation attacked alone) the figures show
+    the reconstruction only."""
     os.makedirs(out, exist_ok=True)
     m, rec, truth = result.metrics, result.reconstruction, result.images
     names = ["metrics.json", "config.yaml", "reconstruction.png"]
@@ -67,6 +68,13 @@ def write_report(out: str, result) -> dict[str, str]:  # noqa: ANN001 - RunResul
         json.dump(m, fh, indent=2)
     with open(paths["config.yaml"], "w") as fh:
         yaml.safe_dump(result.config.to_dict(), fh, sort_keys=False)
+    if truth is None:
+        title = f"{m['attack']}: reconstruction (no ground truth given)"
+        save_images_png(paths["reconstruction.png"], rec.images, title)
+        if rec.loss_history:
+            save_progress_gif(paths["progress.gif"], rec.images, rec.snapshots, None, False)
+            save_curve(paths["curve.png"], rec.loss_history, [], title)
+        return paths
     order = m["assignment"]
     matched = rec.images[order]
     title = f"{m['attack']} on {m['model']}, batch {m['batch_size']}: {m['psnr']:.2f} dB mean PSNR"
