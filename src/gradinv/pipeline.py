@@ -29,6 +29,7 @@ class RunConfig:
     attack: str = "ig"
     model: str = "lenet"
     data: str = "sample"
+    channels: int | None = None  # convert the data to 1 or 3 channels (None: as stored)
     batch_size: int = 1
     clients: int = 1  # K clients, each with batch_size images; the server sees the aggregate
     composition: str = "unique"
@@ -123,7 +124,7 @@ def prepare(
     images ([0,1], cpu) and labels."""
     _check(config)
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, config.channels)
     total = config.batch_size * config.clients
     idx = batch_indices(dataset, total, config.composition, config.seed)
     images = dataset.load(idx.tolist(), config.image_size)

@@ -6,6 +6,7 @@ import click
 
 from ..attacks import ATTACKS
 from ..data import COMPOSITIONS, DATASETS
+from ..generative import KINDS as GENERATOR_KINDS
 from ..labels import STRATEGIES
 from ..models import MODELS, model_options
 from ..priors import PRIORS
@@ -22,7 +23,7 @@ def _section(title: str, items: dict[str, str]) -> None:
 
 @app.command("list")
 def list_everything() -> None:
-    """List attacks, models, datasets, label strategies, compositions and priors."""
+    """List attacks, models, datasets, label strategies, compositions, priors, generator kinds."""
     _section("attacks", ATTACKS.describe())
     models = {n: f"{d}  options: {model_options(n) or '-'}" for n, d in MODELS.describe().items()}
     _section("models", models)
@@ -31,3 +32,4 @@ def list_everything() -> None:
              "joint": "optimise soft labels with the images (DLG)", **STRATEGIES.describe()})  # fmt: skip
     _section("compositions", COMPOSITIONS)
     _section("priors (--prior NAME=WEIGHT)", PRIORS.describe())
+    _section("generator kinds (train-generator --kind)", GENERATOR_KINDS.describe())
