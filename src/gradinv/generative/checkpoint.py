@@ -28,6 +28,7 @@ class Progress:
     losses: list[dict[str, float]] = field(default_factory=list)
     sums: dict[str, float] = field(default_factory=lambda: {"d": 0.0, "g": 0.0})
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     sessions: int = 0
 
 

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -26,6 +23,7 @@ from ..options import build, option
 from .checkpoint import Progress, load_checkpoint, remove_checkpoint, save_checkpoint
 from .grid import save_grid
 from .kinds import KINDS, build_discriminator, build_generator, generator_options
+from .runtime import deferred_interrupt, torch_threads
 from .store import JSON, VERSION, WEIGHTS, save_generator
 
 SAMPLES = "samples.png"
@@ -126,36 +124,61 @@ def gan_step(
     return loss_d.item(), loss_g.item()
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[int]:
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
+@dataclass
+class _Session:
+    """One training session: the networks, their optimizers, the data and the counters."""
 
+    out: str
+    recipe: dict[str, Any]
+    images: torch.Tensor
+    batch_size: int
+    seed: int
+    gen: nn.Module
+    disc: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    noise: torch.Generator
+    state: Progress
 
-@contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[dict[str, bool]]:
-    """Ctrl-C sets a flag checked between steps, so a checkpoint never holds half a step (the
-    discriminator updated, the generator not). A second Ctrl-C interrupts at once."""
-    flag = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
+    @property
+    def steps(self) -> int:
+        return len(self.images) // self.batch_size
 
-    def handler(signum: int, frame: object) -> None:
+    def save(self) -> None:
+        nets, optimizers = {"G": self.gen, "D": self.disc}, {"G": self.opt_g, "D": self.opt_d}
+        save_checkpoint(self.out, self.recipe, self.state, nets, optimizers, self.noise)
+
+    def run_epoch(self, flag: dict[str, bool], bar: tqdm) -> None:
+        """Finish the current epoch; on Ctrl-C save mid-epoch and raise KeyboardInterrupt."""
+        state, b = self.state, self.batch_size
+        order = _epoch_order(self.seed, state.epoch, len(self.images))
+        started, cpu = time.perf_counter(), time.process_time()
+        while state.step < self.steps:
+            idx = order[state.step * b : (state.step + 1) * b]
+            real = self.images[idx].float().div_(127.5).sub_(1.0)
+            z = torch.randn(len(idx), self.gen.latent_dim, generator=self.noise)
+            loss_d, loss_g = gan_step(self.gen, self.disc, self.opt_g, self.opt_d, real, z)
+            state.step += 1
+            state.sums["d"] += loss_d
+            state.sums["g"] += loss_g
+            bar.update(1)
+            bar.set_postfix(epoch=state.epoch + 1, d=f"{loss_d:.3f}", g=f"{loss_g:.3f}")
+            if flag["stop"]:
+                break
+        state.seconds += time.perf_counter() - started
+        state.cpu_seconds += time.process_time() - cpu
         if flag["stop"]:
+            self.save()
+            print(
+                f"interrupted: checkpoint saved in {self.out} (epoch {state.epoch + 1}, step "
+                f"{state.step}/{self.steps}); rerun the same command to resume",
+                file=sys.stderr,
+            )
             raise KeyboardInterrupt
-        flag["stop"] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        mean = {k: round(v / self.steps, 5) for k, v in state.sums.items()}
+        state.losses.append({"epoch": state.epoch + 1, **mean})
+        state.epoch, state.step, state.sums = state.epoch + 1, 0, {"d": 0.0, "g": 0.0}
+        self.save()
 
 
 def train_generator(
@@ -208,7 +231,7 @@ def train_generator(
         "seed": seed,
         **{k: v for k, v in asdict(opts).items() if k != "threads"},
     }
-    with _threads(opts.threads) as threads:
+    with torch_threads(opts.threads) as threads:
         torch.manual_seed(seed)  # the initial weights
         gen, disc = build_generator(kind, **gen_kwargs), build_discriminator(kind, gen_kwargs)
         betas = (opts.beta1, opts.beta2)
@@ -222,7 +245,9 @@ def train_generator(
                 f"{out} holds a checkpoint past epoch {epochs}; pass --overwrite or more --epochs"
             )
         state.sessions += 1
-        save = lambda: save_checkpoint(out, recipe, state, nets, optimizers, noise)  # noqa: E731
+        session = _Session(
+            out, recipe, images, opts.batch_size, seed, gen, disc, opt_g, opt_d, noise, state
+        )
         bar = tqdm(
             total=epochs * steps,
             initial=state.epoch * steps + state.step,
@@ -230,40 +255,10 @@ def train_generator(
             disable=not progress,
             dynamic_ncols=True,
         )
-        with _deferred_interrupt() as flag, bar:
+        with deferred_interrupt() as flag, bar:
             gen.train(), disc.train()
             while state.epoch < epochs:
-                order = _epoch_order(seed, state.epoch, len(images))
-                started = time.perf_counter()
-                while state.step < steps:
-                    idx = order[state.step * opts.batch_size : (state.step + 1) * opts.batch_size]
-                    real = images[idx].float().div_(127.5).sub_(1.0)
-                    z = torch.randn(len(idx), gen.latent_dim, generator=noise)
-                    loss_d, loss_g = gan_step(gen, disc, opt_g, opt_d, real, z)
-                    state.step += 1
-                    state.sums["d"] += loss_d
-                    state.sums["g"] += loss_g
-                    bar.update(1)
-                    bar.set_postfix(epoch=state.epoch + 1, d=f"{loss_d:.3f}", g=f"{loss_g:.3f}")
-                    if flag["stop"]:
-                        state.seconds += time.perf_counter() - started
-                        save()
-                        print(
-                            f"interrupted: checkpoint saved in {out} (epoch {state.epoch + 1}, "
-                            f"step {state.step}/{steps}); rerun the same command to resume",
-                            file=sys.stderr,
-                        )
-                        raise KeyboardInterrupt
-                state.seconds += time.perf_counter() - started
-                state.losses.append(
-                    {
-                        "epoch": state.epoch + 1,
-                        "d": round(state.sums["d"] / steps, 5),
-                        "g": round(state.sums["g"] / steps, 5),
-                    }
-                )
-                state.epoch, state.step, state.sums = state.epoch + 1, 0, {"d": 0.0, "g": 0.0}
-                save()
+                session.run_epoch(flag, bar)
         gen.eval()
         with torch.no_grad():
             z = torch.randn(
@@ -287,7 +282,8 @@ def train_generator(
             "lr": opts.lr,
             "betas": list(betas),
             "losses": state.losses,
-            "seconds": round(state.seconds, 2),
+            "seconds": round(state.seconds, 2),  # wall clock of the training steps
+            "cpu_seconds": round(state.cpu_seconds, 2),  # this process's CPU time for them
             "load_seconds": round(load_seconds, 2),
             "sessions": state.sessions,
             "threads": threads,
