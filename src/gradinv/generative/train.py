@@ -277,6 +277,7 @@ def train_generator(
         "training": {
             "seed": seed,
             "epochs": epochs,
+            "epochs_done": state.epoch,
             "steps": epochs * steps,
             "batch_size": opts.batch_size,
             "lr": opts.lr,
