@@ -31,6 +31,7 @@ class RunConfig:
     attack: str = "auto"
     model: str = "lenet"
     data: str = "sample"
+    channels: int | None = None  # convert the data to 1 or 3 channels (None: as stored)
     batch_size: int = 1
     clients: int = 1  # K clients, each with batch_size images; the server sees the aggregate
     secure_aggregation: bool = False  # the server sees only the sum: no sizes, no labels
@@ -38,7 +39,6 @@ class RunConfig:
     labels: str = "known"  # known | joint | a label strategy name
     share_batch_size: bool = True
     image_size: int = 32
-    channels: int | None = None  # convert the data to 1 or 3 channels
     iterations: int | None = None  # None: the attack's default
     restarts: int | None = None
     seed: int = 0  # the private batch and the attack's random starts
@@ -131,7 +131,9 @@ def check(config: RunConfig) -> None:
             raise GradinvError(f"{name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
     for name in ("iterations", "restarts"):
         value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise GradinvError(f"{name} must be >= 1, got {value!r}")
     if config.truth and not config.observation:
         raise GradinvError("--truth scores an attack on a saved observation: give --observation")
@@ -195,11 +197,7 @@ def prepare(
     images ([0,1], cpu) and labels."""
     check(config)
     device, dtype = resolve_device(config.device), DTYPES[config.dtype]
-    dataset = (
-        load_dataset(config.data)
-        if config.channels is None
-        else load_dataset(config.data, channels=config.channels)
-    )
+    dataset = load_dataset(config.data, config.channels)
     total = config.batch_size * config.clients
     idx = batch_indices(dataset, total, config.composition, config.seed)
     images = dataset.load(idx.tolist(), config.image_size)

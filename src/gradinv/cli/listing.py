@@ -6,10 +6,12 @@ import click
 
 from ..attacks import ATTACKS
 from ..data import COMPOSITIONS, DATASETS
+from ..defenses import DEFENSES
 from ..errors import GradinvError
+from ..generative import KINDS as GENERATOR_KINDS
 from ..labels import STRATEGIES
 from ..models import MODELS, model_options
-from ..options import OptionInfo
+from ..options import OptionInfo, describe
 from ..priors import PRIORS
 from .app import app
 
@@ -22,26 +24,12 @@ def _section(title: str, items: dict[str, str]) -> None:
     click.echo("")
 
 
-def _defenses() -> dict[str, str]:
-    try:
-        from ..defenses import DEFENSES
-    except ImportError:
-        return {}
-    return DEFENSES.describe()
-
-
 def _options_of(name: str) -> tuple[str, list[OptionInfo]]:
     if name in ATTACKS:
         return f"attack {name}", ATTACKS.get(name).describe()
-    try:
-        from ..defenses import DEFENSES
-        from ..options import describe
-
-        if name in DEFENSES:
-            return f"defense {name}", describe(DEFENSES.get(name))
-    except ImportError:
-        pass
-    choices = [*ATTACKS.names(), *_defenses()]
+    if name in DEFENSES:
+        return f"defense {name}", describe(DEFENSES.get(name))
+    choices = [*ATTACKS.names(), *DEFENSES.names()]
     raise GradinvError(f"no attack or defense named {name!r}; choose from: {', '.join(choices)}")
 
 
@@ -49,7 +37,8 @@ def _options_of(name: str) -> tuple[str, list[OptionInfo]]:
 @click.option("--options", "options_of", default=None, metavar="NAME",
               help="print the options of one attack or defense (default, range, meaning)")  # fmt: skip
 def list_everything(options_of: str | None) -> None:
-    """List attacks, models, datasets, label strategies, compositions, priors and defenses."""
+    """List attacks, models, datasets, label strategies, compositions, priors, defenses and
+    generator kinds."""
     if options_of:
         title, options = _options_of(options_of)
         click.echo(f"{title} options (--attack-opt KEY=VALUE; booleans: true/false):")
@@ -66,6 +55,5 @@ def list_everything(options_of: str | None) -> None:
              "joint": "optimise soft labels with the images (DLG)", **STRATEGIES.describe()})  # fmt: skip
     _section("compositions", COMPOSITIONS)
     _section("priors (--prior NAME=WEIGHT)", PRIORS.describe())
-    defenses = _defenses()
-    if defenses:
-        _section("defenses (--defense NAME[:KEY=VALUE,...])", defenses)
+    _section("defenses (--defense NAME[:KEY=VALUE,...]; list --options NAME)", DEFENSES.describe())
+    _section("generator kinds (train-generator --kind)", GENERATOR_KINDS.describe())

@@ -14,7 +14,8 @@ from ..options import key_values
 ROUND_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--model", dict(type=str, default="lenet", help="model name (see `gradinv list`)")),
     ("--model-opt", dict(multiple=True, help="model option KEY=VALUE (repeatable)")),
-    ("--data", dict(type=str, default="sample", help="dataset spec, e.g. sample, digits, cifar10:DIR")),
+    ("--data", dict(type=str, default="sample", help="dataset spec, e.g. sample, digits@test, cifar10:DIR@test")),
+    ("--channels", dict(type=int, default=None, help="convert the data to 1 or 3 channels (default: as stored)")),
     ("--batch-size", dict(type=int, default=1, help="client batch size")),
     ("--clients", dict(type=int, default=1, help="K clients with their own batches; the server sees the aggregate")),
     ("--composition", dict(type=str, default="unique", help="unique | random | same | repeat:K")),
@@ -22,7 +23,6 @@ ROUND_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--image-size", dict(type=int, default=32, help="images are resized to SIZE x SIZE")),
     ("--seed", dict(type=int, default=0, help="seed of the private batch and the attack")),
     ("--model-seed", dict(type=int, default=0, help="seed of the model's initialisation")),
-    ("--channels", dict(type=int, default=None, help="convert the data to 1 or 3 channels")),
     ("--dtype", dict(type=str, default="float32", help="float32 | float64")),
     ("--device", dict(type=str, default="auto", help="auto | cpu | cuda")),
     ("--protocol", dict(type=str, default="fedsgd", help="fedsgd | fedavg")),
