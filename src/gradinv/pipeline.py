@@ -15,9 +15,9 @@ import torch
 from .attacks import ATTACKS, Reconstruction, make_attack
 from .data import batch_indices, load_dataset
 from .errors import GradinvError
-from .fl import Observation, Protocol, aggregate, observe
+from .fl import Observation, Protocol, aggregate, check_normalization, observe
 from .labels import STRATEGIES
-from .metrics import evaluate
+from .metrics import evaluate, label_accuracy
 from .models import build_model, train_model
 from .models.user import is_user_model
 
@@ -53,6 +53,9 @@ class RunConfig:
     loss: str = "ce"  # ce | mse | file.py:function
     train_epochs: int = 0
     normalize: bool = True
+    # the deployment's normalisation, one value per channel (None: the data's channel statistics)
+    norm_mean: list[float] | None = None
+    norm_std: list[float] | None = None
     model_output: str | None = None  # logits of a model returning a tuple (index) or dict (key)
     observation: str | None = None  # attack this saved observation instead of simulating a round
     truth: str | None = None  # the private batch of a saved observation, for scoring only
@@ -145,6 +148,13 @@ def check(config: RunConfig) -> None:
         raise GradinvError(f"channels must be 1 or 3, got {config.channels}")
     if config.secure_aggregation and config.clients < 2:
         raise GradinvError("secure aggregation needs at least 2 clients (--clients K)")
+    if (config.norm_mean is None) != (config.norm_std is None):
+        raise GradinvError("give both --norm-mean and --norm-std (or neither)")
+    if config.norm_mean is not None:
+        if len(config.norm_mean) != len(config.norm_std or []):
+            n_mean, n_std = len(config.norm_mean), len(config.norm_std or [])
+            raise GradinvError(f"--norm-mean has {n_mean} values, --norm-std {n_std}")
+        check_normalization(config.norm_mean, config.norm_std or [])
     resolve_threads(config.threads)
     resolve_device(config.device)
 
@@ -206,6 +216,10 @@ def prepare(
     mean, std = (
         dataset.channel_stats(config.image_size) if config.normalize else ([0.0] * c, [1.0] * c)
     )
+    if config.norm_mean is not None:  # the deployment fixes it (e.g. an inverter was trained so)
+        if len(config.norm_mean) != c:
+            raise GradinvError(f"--norm-mean/--norm-std need {c} channel values")
+        mean, std = [float(v) for v in config.norm_mean], [float(v) for v in config.norm_std or []]
     protocol = make_protocol(config)
     defenses = make_defenses(config)
     torch.manual_seed(config.model_seed)
@@ -343,14 +357,24 @@ def score(
     labels: torch.Tensor,
     elapsed: float,
 ) -> dict[str, Any]:
-    """metrics.json: the reconstruction scored against the private batch (reporting only)."""
-    if rec.images.shape != images.shape:
+    """metrics.json: the reconstruction scored against the private batch (reporting only).
+
+    An attack that recovered a wrong batch size (hidden B) returns another number of images: they
+    cannot be matched one to one, so the image scores are null and `batch_size_correct` is false
+    (count accuracy is reported apart from image quality)."""
+    if rec.images.shape[1:] != images.shape[1:]:
         raise GradinvError(
             f"attack returned {tuple(rec.images.shape)} images for a batch of {tuple(images.shape)}"
-            " (batch size misestimated?)"
         )
     known = config.labels == "known" and not config.secure_aggregation
-    scores = evaluate(rec.images, images, None if known else rec.labels, labels)
+    if rec.images.shape[0] == images.shape[0]:
+        scores = evaluate(rec.images, images, None if known else rec.labels, labels)
+    else:
+        scores = {k: None for k in ("psnr", "psnr_per_image", "ssim", "ssim_per_image", "mse",
+                                    "mse_per_image", "assignment")}  # fmt: skip
+        scores["label_accuracy"] = None
+        if rec.labels is not None and not known:
+            scores["label_accuracy"] = label_accuracy(rec.labels, labels)
     return {
         "attack": config.attack,
         "model": config.model,
@@ -367,6 +391,7 @@ def score(
         "labels_true": sorted(int(v) for v in labels),
         "labels_recovered": None if rec.labels is None else sorted(int(v) for v in rec.labels),
         "recovered_batch_size": int(rec.info.get("batch_size", rec.images.shape[0])),
+        "batch_size_correct": int(rec.images.shape[0]) == int(images.shape[0]),
         "iterations": len(rec.loss_history) or None,
         "time_s": round(elapsed, 3),
         "threads": torch.get_num_threads(),

@@ -12,7 +12,9 @@ from . import attack, experiment_labels, labels, listing, observe  # noqa: F401 
 from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
 from .experiment_discard import information_discard  # noqa: F401  (registration)
+from .experiment_learned import learned_inversion  # noqa: F401  (registration)
 from .train_generator import train_generator  # noqa: F401  (registration)
+from .train_inverter import train_inverter  # noqa: F401  (registration)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,12 @@ def execute(config: RunConfig, out: str, progress: bool = True, overwrite: bool 
             f"{m['attack']} on {m['observation']} (batch {m['batch_size']}): matching loss "
             f"{'n/a' if loss is None else f'{loss:.3g}'}, {m['time_s']:.1f} s (no --truth: not scored)"
         )
+    elif m.get("psnr") is None:
+        click.echo(
+            f"{m['attack']} on {m['model']}: recovered batch size {m['recovered_batch_size']}, "
+            f"true {m['batch_size']}: the images cannot be matched one to one (not scored), "
+            f"{m['time_s']:.1f} s"
+        )
     else:
         acc = "" if m["label_accuracy"] is None else f", label accuracy {m['label_accuracy']:.2f}"
         click.echo(

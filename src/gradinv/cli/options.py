@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..errors import GradinvError
 from ..models import parse_option
 from ..options import key_values
 
@@ -35,6 +36,8 @@ ROUND_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--threads", dict(type=int, default=None, help="torch threads (default: GRADINV_THREADS, else torch's; 1 under CI)")),
     ("--train-epochs", dict(type=int, default=0, help="train the model for N epochs before the round")),
     ("--normalize/--no-normalize", dict(default=True, help="clients normalise inputs with the dataset's mean/std")),
+    ("--norm-mean", dict(type=str, default=None, help="the deployment's normalisation mean, one value per channel (comma-separated; default: the data's)")),
+    ("--norm-std", dict(type=str, default=None, help="the deployment's normalisation std, one value per channel (with --norm-mean)")),
 ]  # fmt: skip
 
 ROUND_KEYS = [flag.split("/")[0][2:].replace("-", "_") for flag, _ in ROUND_OPTIONS]
@@ -60,7 +63,18 @@ def round_config(params: dict[str, Any]) -> dict[str, Any]:
     """RunConfig fields from the parsed client-round options (model options typed by the model)."""
     fields = {k: params[k] for k in ROUND_KEYS if k not in ("model_opt", "defense")}
     fields["defenses"] = list(params["defense"])
+    for key in ("norm_mean", "norm_std"):
+        fields[key] = None if params[key] is None else _floats(params[key], key)
     model = params["model"]
     pairs = key_values(params["model_opt"], "model option")
     fields["model_options"] = {k: parse_option(model, k, v) for k, v in pairs.items()}
     return fields
+
+
+def _floats(text: str, key: str) -> list[float]:
+    """'0.5' or '0.49,0.48,0.45' -> floats; anything else is one line naming the flag."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        flag = "--" + key.replace("_", "-")
+        raise GradinvError(f"{flag} {text!r}: expected comma-separated numbers") from None

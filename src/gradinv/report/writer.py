@@ -68,8 +68,11 @@ def write_report(out: str, result) -> dict[str, str]:  # noqa: ANN001 - RunResul
         json.dump(m, fh, indent=2)
     with open(paths["config.yaml"], "w") as fh:
         yaml.safe_dump(result.config.to_dict(), fh, sort_keys=False)
-    if truth is None:
+    if truth is None or m.get("psnr") is None:
         title = f"{m['attack']}: reconstruction (no ground truth given)"
+        if truth is not None:  # a wrong recovered batch size: nothing to match one to one
+            title = (f"{m['attack']}: {m['recovered_batch_size']} images recovered for a batch "
+                     f"of {m['batch_size']} (not scored)")  # fmt: skip
         save_images_png(paths["reconstruction.png"], rec.images, title)
         if rec.loss_history:
             save_progress_gif(paths["progress.gif"], rec.images, rec.snapshots, None, False)
