@@ -57,7 +57,7 @@ def _floats(text: str | None, flag: str) -> list[float] | None:
 )
 @click.option("--opt", multiple=True,
               help="hyper-parameter KEY=VALUE: hidden, sketch, head, lr, batch, count_weight, "
-                   "max_images, val_images (`gradinv list --options`)")  # fmt: skip
+                   "max_images, val_images (see docs/learned.md)")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="retrain even if --out holds a finished inverter")
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
 def train_inverter(

@@ -44,11 +44,11 @@ def mean_image(spec: str, channels: int, size: int) -> torch.Tensor:
     return images.double().mean(0).div(255).float()
 
 
-def deployment_model(d: dict[str, Any], num_classes: int = 10) -> torch.nn.Module:
+def deployment_model(d: dict[str, Any]) -> torch.nn.Module:
     """The shared model exactly as the pipeline builds it (seeded before building)."""
     torch.manual_seed(d["model_seed"])
     shape = (d["channels"], d["image_size"], d["image_size"])
-    return build_model(d["model"], shape, num_classes, **d.get("model_options", {}))
+    return build_model(d["model"], shape, d["num_classes"], **d.get("model_options", {}))
 
 
 def batches(config: dict[str, Any]) -> list[tuple[torch.Tensor, torch.Tensor, int]]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from .cache import cached_inverter, inverter_cache_root
 from .matching import assignment, matched_mse
 from .network import HEADS, Inversion, Inverter
+from .session import epoch_plan, matched_psnr, split_images
 from .sketch import CountSketch
 from .store import load_inverter, read_record, save_inverter
-from .train import InverterOptions, epoch_plan, matched_psnr, split_images, train_inverter
+from .train import InverterOptions, train_inverter
 from .updates import UpdateMaker, fingerprint, flatten, trainable_names, unflatten
 
 __all__ = [
