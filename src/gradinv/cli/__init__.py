@@ -11,6 +11,7 @@ from . import attack, experiment_labels, labels, listing  # noqa: F401  (command
 from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
 from .experiment_discard import information_discard  # noqa: F401  (registration)
+from .sweep import sweep  # noqa: F401  (registration)
 
 
 def main(argv: list[str] | None = None) -> int:
