@@ -282,3 +282,13 @@ def test_ray_is_optional_and_never_imported_by_gradinv(tmp_path, monkeypatch):
     ):
         run_sweep(grid, str(tmp_path / "r"), engine="ray", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_exits_1_when_cells_fail(tmp_path, capsys):
+    # batch 11 and 12 of distinct labels from 10 classes: a GradinvError inside each cell
+    grid = _write_grid(tmp_path / "g.yaml", {"base": BASE, "grid": {"batch_size": [11, 12]}})
+    out = tmp_path / "out"
+    assert main(["sweep", str(grid), "--out", str(out), "--no-progress"]) == 1
+    assert "2 of 2 cells failed" in capsys.readouterr().err
+    errors = [r["error"] for r in read_records(str(out))]
+    assert len(errors) == 2 and all("needs 1" in e and "has 10" in e for e in errors), errors

@@ -16,7 +16,7 @@ from .sweep import sweep  # noqa: F401  (registration)
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app.main(args=argv, prog_name="gradinv", standalone_mode=False)
+        code = app.main(args=argv, prog_name="gradinv", standalone_mode=False)
     except GradinvError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     except (click.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         return 130
-    return 0
+    # click returns the status of a command that ended with ctx.exit(N) (sweep: 1 = cells failed)
+    return code if isinstance(code, int) else 0
 
 
 def entry() -> None:

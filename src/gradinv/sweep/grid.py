@@ -118,6 +118,9 @@ class Grid:
             for b in keys:
                 if b.startswith(a + "."):
                     raise GradinvError(f"grid sweeps both {a!r} and {b!r}; sweep one of them")
+            for b in self.base:
+                if b.startswith(a + "."):  # the swept dict would silently replace it
+                    raise GradinvError(f"base sets {b!r} but the grid sweeps all of {a!r}")
 
     def _check_key(self, key: Any, where: str) -> None:
         if not isinstance(key, str) or not key or any(not p for p in key.split(".")):

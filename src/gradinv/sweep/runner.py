@@ -81,9 +81,16 @@ def _tokens(out: str) -> list[str]:
 
 
 def cleanup(out: str) -> list[int]:
-    """Kill what earlier, crashed runs of the sweep in `out` left behind (their PIDs). Safe while
-    no driver holds the directory's lock; run_sweep(resume=True) calls it."""
-    return procs.kill_session(_tokens(out))
+    """Kill what earlier, crashed runs of the sweep in `out` left behind; returns their PIDs.
+    Refused while a driver is running in `out` (its workers carry the same tokens)."""
+    if not os.path.isdir(os.path.join(out, STATE)):
+        raise GradinvError(f"{out!r} is not a sweep directory (no {STATE}/)")
+    lock = procs.SweepLock(os.path.join(out, STATE))
+    lock.acquire()
+    try:
+        return procs.kill_session(_tokens(out))
+    finally:
+        lock.release()
 
 
 def _recover(out: str, cells_root: str, sink: Callable[[dict[str, Any]], None]) -> None:
@@ -128,6 +135,7 @@ def run_sweep(
         raise GradinvError(f"workers and threads must be >= 1, got {workers} and {threads}")
     if address and engine != "ray":
         raise GradinvError("--address joins a Ray cluster: use it with --engine ray")
+    out = os.path.abspath(out)  # Ray workers do not share the driver's working directory
     cells = grid.cells()
     _precheck(cells, check_fn)
     run_engine = _engine(engine)  # before touching DIR: a missing Ray is a one-line error
@@ -137,7 +145,8 @@ def run_sweep(
     token = procs.new_token()
     previous = os.environ.get(procs.MARKER)
     try:
-        cleanup(out)  # the lock is ours, so every earlier driver of DIR is dead: kill its leftovers
+        # the lock is ours, so every earlier driver of DIR is dead: kill its leftovers
+        procs.kill_session(_tokens(out))
         with open(os.path.join(out, STATE, "sessions"), "a") as fh:
             fh.write(token + "\n")
         with open(os.path.join(out, "grid.yaml"), "w") as fh:
@@ -167,8 +176,12 @@ def _engine(engine: str) -> Callable[..., None]:
         return run_local
     try:
         from .engines.ray import run_ray
-    except ImportError:
-        raise GradinvError(INSTALL_RAY) from None
+    except ImportError as exc:
+        if exc.name == "ray":
+            raise GradinvError(INSTALL_RAY) from None
+        # Ray is there but Tune or one of its dependencies is not (plain `pip install ray`)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GradinvError(f"{INSTALL_RAY} (import failed: {reason})") from None
     return run_ray
 
 

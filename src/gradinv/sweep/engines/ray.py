@@ -35,8 +35,10 @@ class _Recorder(tune.Callback):
             _sink(json.loads(result["record"]))
 
 
-def _trial(params: dict[str, Any], cell_fn, cells_root: str, threads: int) -> None:  # noqa: ANN001
+def _trial(params: dict[str, Any], cell_fn, cells_root: str, threads: int, cwd: str) -> None:  # noqa: ANN001
     set_threads(threads)
+    if os.path.isdir(cwd):  # relative paths in a config (data=folder:...) mean the driver's
+        os.chdir(cwd)
     cell = params["cell"]
     record = execute_cell(cell_fn, cell["id"], cell["config"], cells_root)
     tune.report({"record": json.dumps(record)})
@@ -89,14 +91,17 @@ def _collect(results, job: EngineJob) -> None:  # noqa: ANN001 - a ResultGrid
 def run_ray(job: EngineJob, done: Callable[[], set[str]]) -> None:
     """`done()` gives the IDs that have a successful record now (it changes as cells finish)."""
     global _sink
+    if not job.cells:
+        return
     # Ctrl-C: a plain KeyboardInterrupt in the driver (Tune's own handler would keep waiting)
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banner with verbose=0
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline by default
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # a cell runs where the local engine would run it
     storage = os.path.abspath(os.path.join(job.out, "ray"))
     trainable = tune.with_resources(
         tune.with_parameters(_trial, cell_fn=job.cell_fn, cells_root=job.cells_root,
-                             threads=job.threads),
+                             threads=job.threads, cwd=os.getcwd()),
         {"cpu": job.threads},
     )  # fmt: skip
     _start(job)
