@@ -152,6 +152,36 @@ def test_custom_cells_failures_and_refusal_of_a_used_directory(tmp_path, capsys)
     with pytest.raises(GradinvError, match="not empty; use --resume"):
         run_sweep(grid, str(out), cell_fn=fake_cell, check_fn=None, progress=False)
 
+    # a crash between a cell's rename and its line, and a half-written cell: --resume records
+    # the first from its directory (not recomputed) and removes the second
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    lost = json.loads(lines[0])["cell"]
+    (out / "results.jsonl").write_text("".join(lines[1:]) + '{"cell": "torn')
+    stamp = _files(out / "cells" / lost)
+    (out / "cells" / ".tmp-half").mkdir()
+    (out / "cells" / "no-record").mkdir()
+    ok = Grid(base={"x": 0}, axes={"x": [1, 3], "seed": [0, 1]}, settings=None)
+    again = run_sweep(ok, str(out), resume=True, cell_fn=fake_cell, check_fn=None, progress=False)
+    assert again.succeeded and again.skipped == 4
+    assert read_results(str(out))[lost] == json.loads(lines[0])
+    assert _files(out / "cells" / lost) == stamp
+    assert sorted(p.name for p in (out / "cells").iterdir()) == sorted(
+        c.id for c in grid.cells() if c.config["x"] != 2
+    )
+
+
+def test_a_directory_serves_one_driver_at_a_time(tmp_path):
+    from gradinv.sweep.procs import SweepLock
+
+    first = SweepLock(str(tmp_path))
+    first.acquire()
+    with pytest.raises(
+        GradinvError, match=f"in use by another running sweep \\(pid {os.getpid()}\\)"
+    ):
+        SweepLock(str(tmp_path)).acquire()
+    first.release()
+    SweepLock(str(tmp_path)).acquire()
+
 
 # ---------------------------------------------------------------- real attack cells
 
@@ -292,3 +322,16 @@ def test_cli_exits_1_when_cells_fail(tmp_path, capsys):
     assert "2 of 2 cells failed" in capsys.readouterr().err
     errors = [r["error"] for r in read_records(str(out))]
     assert len(errors) == 2 and all("needs 1" in e and "has 10" in e for e in errors), errors
+
+
+def test_an_unreachable_ray_cluster_is_one_line_before_any_work(tmp_path, capsys):
+    pytest.importorskip("ray.tune")
+    grid = _write_grid(tmp_path / "g.yaml")
+    out = tmp_path / "out"
+    args = ["sweep", str(grid), "--out", str(out), "--engine", "ray", "--address", "127.0.0.1:1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: cannot reach the Ray cluster at '127.0.0.1:1'") and "\n" not in err
+    )
+    assert not out.exists()

@@ -139,6 +139,10 @@ def run_sweep(
     cells = grid.cells()
     _precheck(cells, check_fn)
     run_engine = _engine(engine)  # before touching DIR: a missing Ray is a one-line error
+    if address:
+        from .engines.ray import preflight
+
+        preflight(address)  # an unreachable cluster too (Ray itself would retry forever)
     _prepare_dir(out, resume)
     lock = procs.SweepLock(os.path.join(out, STATE))
     lock.acquire()

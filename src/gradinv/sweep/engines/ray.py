@@ -14,12 +14,14 @@ import glob
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import ray
 from ray import tune
 
+from ...errors import GradinvError
 from ..cells import execute_cell, set_threads
 from . import EngineJob
 
@@ -63,12 +65,40 @@ def _restorable(path: str) -> bool:
     )
 
 
+def preflight(address: str | None, timeout: float = 10.0) -> None:
+    """Ray retries an unreachable cluster forever; a plain HOST:PORT is checked first."""
+    host, sep, port = (address or "").rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://..." and friends: Ray's own resolution
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise GradinvError(
+            f"cannot reach the Ray cluster at {address!r} ({exc.strerror or exc}); "
+            "is `ray start --head` running there?"
+        ) from None
+
+
 def _start(job: EngineJob) -> None:
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     if job.address:
-        ray.init(address=job.address, **quiet)
+        try:
+            ray.init(address=job.address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if "RAY_AUTH_MODE" not in os.environ:  # the usual cause with Ray 2.60's clusters
+                reason += (
+                    " (clusters started by `ray start` use token authentication: "
+                    "export RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token)"
+                )
+            raise GradinvError(
+                f"cannot join the Ray cluster at {job.address!r}: {reason}"
+            ) from None
     else:
-        ray.init(num_cpus=job.workers * job.threads, include_dashboard=False, **quiet)
+        # "local": a private instance even if another Ray runs on this machine (ray.init() alone
+        # would join it, and its processes are not ours to clean up)
+        cpus = job.workers * job.threads
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
 
 
 def _collect(results, job: EngineJob) -> None:  # noqa: ANN001 - a ResultGrid
