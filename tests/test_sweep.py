@@ -299,6 +299,7 @@ def test_ctrl_c_keeps_results_and_exits_130(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     assert 1 <= len(read_records(str(out))) < 4
     assert (out / "summary.md").exists() and _strays(out) == []
+    assert not list((out / "cells").glob(".tmp-*"))  # the killed cells left nothing behind
 
 
 def test_ray_is_optional_and_never_imported_by_gradinv(tmp_path, monkeypatch):

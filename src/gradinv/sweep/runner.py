@@ -170,6 +170,9 @@ def run_sweep(
         else:
             os.environ[procs.MARKER] = previous
         procs.kill_session([token])  # a clean engine leaves nothing; this covers Ctrl-C/errors
+        for name in os.listdir(os.path.join(out, "cells")):
+            if name.startswith(TMP):  # cells killed half-way (their workers are dead now)
+                shutil.rmtree(os.path.join(out, "cells", name), ignore_errors=True)
         lock.release()
 
 
