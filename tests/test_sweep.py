@@ -192,10 +192,12 @@ def reference():
     thread, as the sweep's workers): the numbers every sweep must reproduce."""
     from gradinv.pipeline import RunConfig, run
 
+    # the sweep records its thread count (--threads, default 1) in every cell's config
+    grid = Grid.from_dict({**GRID, "base": {**BASE, "threads": 1}})
     return {
         cell.id: {"config": cell.config,
                   "metrics": run(RunConfig(**cell.config), progress=False).metrics}
-        for cell in Grid.from_dict(GRID).cells()
+        for cell in grid.cells()
     }  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import os
 import click
 
 from ..experiments.information_discard import CLAIM_IDS, run_information_discard
+from ..report import output_directory
 from .app import experiment_app
 
 
@@ -16,9 +17,11 @@ from .app import experiment_app
               help="output directory (report.md, results.json, claims.json, figures)")  # fmt: skip
 @click.option("--claims", type=str, default="".join(CLAIM_IDS), show_default=True,
               help="which statements to run, e.g. abc")  # fmt: skip
-def information_discard(quick: bool, out: str, claims: str) -> None:
+@click.option("--overwrite", is_flag=True, help="replace earlier results in --out")
+def information_discard(quick: bool, out: str, claims: str, overwrite: bool) -> None:
     """Reproduce the information-discard experiments (a-f) and write a claims table."""
-    result = run_information_discard(out, quick=quick, claims=list(claims), log=click.echo)
+    with output_directory(out, overwrite, marker="claims.json"):
+        result = run_information_discard(out, quick=quick, claims=list(claims), log=click.echo)
     held = sum(c["holds"] for c in result["claims"])
     click.echo(
         f"{held}/{len(result['claims'])} claims hold ({result['total_s']} s); "

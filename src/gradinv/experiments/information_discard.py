@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from ..attacks.engine import matching_loss  # noqa: E402
 from ..data import load_dataset  # noqa: E402
 from ..errors import GradinvError  # noqa: E402
 from ..metrics import match, psnr  # noqa: E402
@@ -68,19 +69,19 @@ class DiscardSettings:
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
     # e: TV weights tried at every batch size on the default-init LeNet (the best one is kept)
     e_tv_weights: tuple[float, ...] = (0.0, 1e-6, 1e-4)
-    # f: the best attack found for the default-init lenet at batch size 4 with distinct labels
-    # (IG, cosine + TV 1e-6), labels recovered by the "auto" strategy, not given
-    f_config: RunConfig = field(
-        default_factory=lambda: RunConfig(
-            attack="ig",
-            model="lenet",
-            model_options=dict(LENET_DEFAULT),
-            batch_size=4,
-            labels="auto",
-            iterations=2000,
-            restarts=1,
-            attack_options={"tv": 1e-6},
-        )
+    # f: candidate attacks for the default-init lenet at batch size 4 (labels recovered by the
+    # "auto" strategy, not given); the one with the lowest matching loss is reported
+    f_candidates: tuple[RunConfig, ...] = field(default_factory=lambda: f_candidates(2000))
+
+
+def f_candidates(iterations: int) -> tuple[RunConfig, ...]:
+    base = RunConfig(attack="ig", model="lenet", model_options=dict(LENET_DEFAULT), batch_size=4,
+                     labels="auto", iterations=iterations, restarts=1)  # fmt: skip
+    return (
+        replace(base, attack_options={"tv": 1e-6, "relative": False}),
+        replace(base, attack_options={"tv": 0.0}),
+        replace(base),
+        replace(base, attack="dlg", iterations=max(1, iterations // 20)),
     )
 
 
@@ -92,7 +93,7 @@ def quick_settings() -> DiscardSettings:
         adam_iterations=400,
         batch_sizes=(1, 2, 4, 8),
     )
-    s.f_config = replace(s.f_config, iterations=400)
+    s.f_candidates = f_candidates(400)
     return s
 
 
@@ -164,8 +165,13 @@ def _ig(s: DiscardSettings, batch_size: int, tv: float, iterations: int | None =
     return RunConfig(
         attack="ig", model="lenet", model_options=options, batch_size=batch_size, labels="known",
         iterations=iterations or s.adam_iterations, restarts=1, seed=s.seed,
-        attack_options={"tv": tv, "num_snapshots": 40}, **kw,
+        attack_options={"tv": tv, "relative": False, "num_snapshots": 40}, **kw,
     )  # fmt: skip
+
+
+def _matching(result: RunResult) -> float:
+    """The final matching loss of a run: what the server can compare configurations on."""
+    return float(result.metrics["info"]["final_loss"])
 
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -234,13 +240,15 @@ def claim_d(s: DiscardSettings, out: str, state: dict) -> dict:
         curve = _psnr_curve(r)
         order = r.metrics["assignment"]
         rows.append({"tv": tv, "psnr": round(r.metrics["psnr"], 2), "psnr_curve": curve,
+                     "matching_loss": _matching(r),
                      "plateau_iteration": _plateau_iteration(curve),
                      "sharpness": round(_sharpness(r.reconstruction.images[order]), 4)})  # fmt: skip
         results.append(r)
     state["d_results"] = dict(zip(s.tv_weights, results, strict=True))
     truth_sharpness = _sharpness(results[0].images)
     state["runs"]["d"] = {"rows": rows, "truth_sharpness": round(truth_sharpness, 4)}
-    best = max(rows, key=lambda row: row["psnr"])
+    best = min(rows, key=lambda row: row["matching_loss"])  # blind: the server's criterion
+    oracle = max(rows, key=lambda row: row["psnr"])
     state["best_tv"] = best["tv"]
     state["figures"]["d"] = _sweep_figures(out, rows, results)
     tvs = [row["tv"] for row in rows]
@@ -253,7 +261,8 @@ def claim_d(s: DiscardSettings, out: str, state: dict) -> dict:
         "sharpness_by_tv": {str(r["tv"]): r["sharpness"] for r in rows},
         "spearman_plateau": round(rho_plateau, 3),
         "spearman_sharpness": round(rho_sharp, 3),
-        "best_tv": best["tv"],
+        "best_tv_by_matching_loss": best["tv"],
+        "oracle_best_tv_by_psnr (upper bound, not a claim)": oracle["tv"],
     }
     holds = rho_plateau < 0 and rho_sharp <= -0.8 and lowest < 15
     return _claim(
@@ -276,10 +285,16 @@ def claim_e(s: DiscardSettings, out: str, state: dict) -> dict:
         for tv in s.e_tv_weights:
             r = _run(_ig(s, b, tv, model_options=LENET_DEFAULT, composition=comp))
             by_tv[tv] = r
-        tv_best = max(by_tv, key=lambda t: by_tv[t].metrics["psnr"])
+        # blind: the TV weight whose reconstruction explains the update best (matching loss);
+        # the PSNR-best weight is shown beside it as an oracle upper bound, never as the claim
+        tv_best = min(by_tv, key=lambda t: _matching(by_tv[t]))
+        tv_oracle = max(by_tv, key=lambda t: by_tv[t].metrics["psnr"])
         r = best_runs[b] = by_tv[tv_best]
         rows.append({"batch_size": b, "composition": comp, "best_tv": tv_best,
                      "psnr": round(r.metrics["psnr"], 2), "ssim": round(r.metrics["ssim"], 3),
+                     "oracle_tv": tv_oracle,
+                     "oracle_psnr": round(by_tv[tv_oracle].metrics["psnr"], 2),
+                     "matching_loss_by_tv": {str(t): _matching(v) for t, v in by_tv.items()},
                      "psnr_by_tv": {str(t): round(v.metrics["psnr"], 2) for t, v in by_tv.items()}})  # fmt: skip
     state["runs"]["e"] = {"model": "lenet (PyTorch default init)", "tv_weights": list(s.e_tv_weights),
                           "rows": rows}  # fmt: skip
@@ -287,9 +302,11 @@ def claim_e(s: DiscardSettings, out: str, state: dict) -> dict:
     sizes, values = [r["batch_size"] for r in rows], [r["psnr"] for r in rows]
     lines = [(sizes, [r["psnr_by_tv"][str(tv)] for r in rows], ".--", {"lw": 0.8, "label": f"TV {tv:g}"})
              for tv in s.e_tv_weights]  # fmt: skip
-    lines.append((sizes, values, "o-", {"color": "k", "label": "best TV"}))
+    lines.append((sizes, values, "o-", {"color": "k", "label": "TV chosen by matching loss"}))
+    lines.append((sizes, [r["oracle_psnr"] for r in rows], "x:",
+                  {"color": "grey", "label": "oracle (PSNR-best TV; upper bound)"}))  # fmt: skip
     _save_psnr_plot(os.path.join(out, path), lines, "batch size", (5, 3.2), log2_x=True, legend=7,
-                    title="e: lenet (default init), cosine + TV, best TV per batch size")  # fmt: skip
+                    title="e: lenet (default init), cosine + TV chosen by matching loss")  # fmt: skip
     b_max = max(s.batch_sizes)
     r = best_runs[b_max]
     grid = _figures(out, f"e_lenet_b{b_max}", r,
@@ -300,12 +317,15 @@ def claim_e(s: DiscardSettings, out: str, state: dict) -> dict:
     measured = {"model": "lenet, PyTorch default init",
                 "psnr_by_batch_size": {str(b): v for b, v in zip(sizes, values, strict=True)},
                 "best_tv_by_batch_size": {str(r["batch_size"]): r["best_tv"] for r in rows},
+                "oracle_psnr_by_batch_size (upper bound, not a claim)":
+                    {str(r["batch_size"]): r["oracle_psnr"] for r in rows},
                 "spearman": round(rho, 3), "drop_db": round(drop, 2)}  # fmt: skip
     tvs = ", ".join(f"{t:g}" for t in s.e_tv_weights)
     return _claim(
         "e",
         f"lenet (PyTorch's default init), batch size {sizes[0]} to {sizes[-1]}, IG cosine + TV "
-        f"with the best TV weight of {{{tvs}}} at each batch size: PSNR falls as the batch grows",
+        f"with the TV weight of {{{tvs}}} chosen by matching loss at each batch size: PSNR falls "
+        "as the batch grows",
         f"Spearman(batch size, PSNR) <= -0.8 and PSNR(B={sizes[0]}) - PSNR(B={sizes[-1]}) >= 3 dB",
         measured,
         # compared at the reported precision: an exact -0.8 (one swapped pair of four) counts
@@ -317,28 +337,50 @@ def claim_f(s: DiscardSettings, out: str, state: dict) -> dict:
     measured: dict[str, Any] = {}
     figures = []
     for comp in ("unique", "same"):
-        cfg = replace(s.f_config, composition=comp, seed=s.seed)
-        r = _run(cfg)
+        runs = [_run(replace(cfg, composition=comp, seed=s.seed)) for cfg in s.f_candidates]
+        # blind: the candidate whose reconstruction explains the update best (cosine matching
+        # loss, comparable across attacks); the PSNR-best one is an oracle upper bound only
+        losses = [
+            matching_loss(r.observation, r.reconstruction.images, r.reconstruction.labels)
+            for r in runs
+        ]
+        k = int(np.argmin(losses))
+        r = runs[k]
+        oracle = max(runs, key=lambda run_: run_.metrics["psnr"])
         state["runs"][f"f_{comp}"] = _summary(r)
+        state["runs"][f"f_{comp}_candidates"] = [
+            {
+                "attack": _describe(c.config),
+                "matching_loss": loss,
+                "psnr": round(c.metrics["psnr"], 2),
+            }
+            for c, loss in zip(runs, losses, strict=True)
+        ]
         figures += _figures(
             out, f"f_lenet_b4_{comp}", r, f"f: B=4, {comp} labels: {r.metrics['psnr']:.1f} dB"
         )[:1]
         measured[f"psnr_{comp}"] = round(r.metrics["psnr"], 2)
         measured[f"label_accuracy_{comp}"] = r.metrics["label_accuracy"]
+        measured[f"chosen_{comp}"] = _describe(r.config)
+        measured[f"oracle_psnr_{comp} (upper bound, not a claim)"] = round(
+            oracle.metrics["psnr"], 2
+        )
     state["figures"]["f"] = figures
-    c = cfg
-    measured["attack"] = (f"{c.attack} ({c.model}, {c.dtype}, {c.iterations} iterations, "
-                          f"options {c.attack_options}, labels {c.labels}, "
-                          f"priors {c.priors or 'none'})")  # fmt: skip
+    c = s.f_candidates[0]
     return _claim(
         "f",
         f"{c.model} ({_init_name(c)}), batch size 4, all four labels equal (the tough challenge) "
-        "vs. distinct labels: with recovered labels the best attack still recovers the same-label "
-        "batch",
+        "vs. distinct labels: with recovered labels the attack chosen by matching loss among "
+        f"{len(s.f_candidates)} candidates still recovers the same-label batch",
         "mean PSNR >= 18 dB on the same-label batch (labels recovered, not given)",
         measured,
         measured["psnr_same"] >= 18,
     )
+
+
+def _describe(c: RunConfig) -> str:
+    return (f"{c.attack} ({c.iterations} iterations, options {c.attack_options}, "
+            f"labels {c.labels}, priors {c.priors or 'none'})")  # fmt: skip
 
 
 CLAIMS: dict[str, Callable[[DiscardSettings, str, dict], dict]] = {
@@ -440,8 +482,8 @@ def run_information_discard(
 
 
 def _settings_dict(s: DiscardSettings) -> dict[str, Any]:
-    d = {k: v for k, v in s.__dict__.items() if k != "f_config"}
-    d["f_config"] = s.f_config.to_dict()
+    d = {k: v for k, v in s.__dict__.items() if k != "f_candidates"}
+    d["f_candidates"] = [c.to_dict() for c in s.f_candidates]
     return d
 
 

@@ -55,20 +55,26 @@ def measure(
     strategy: str,
     estimate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One strategy on one observation (labels hidden from it): the CLI's JSON object."""
+    """One strategy on one observation (labels hidden from it): the CLI's JSON object. When the
+    batch size is hidden and the update cannot reveal it, nothing is recovered (fields null)."""
     if estimate is None:
         estimate = batch_size_report(observation)
-    start = time.perf_counter()
-    recovered = recover_labels(observation, strategy, observation.batch_size)
-    elapsed = time.perf_counter() - start
-    return {
+    batch_size = observation.batch_size
+    if batch_size is None and estimate.get("estimate") is not None:
+        batch_size = int(estimate["estimate"])
+    row: dict[str, Any] = {
         "strategy": strategy,
-        "batch_size": len(recovered),
+        "batch_size": batch_size,
         "batch_size_known": observation.batch_size is not None,
         "batch_size_estimate": estimate,
-        **score(recovered, labels),
-        "time_s": round(elapsed, 6),
     }
+    if batch_size is None:
+        return row | {"labels_true": sorted(int(v) for v in labels), "labels_recovered": None,
+                      "count_accuracy": None, "exact": None, "time_s": None}  # fmt: skip
+    start = time.perf_counter()
+    recovered = recover_labels(observation, strategy, batch_size)
+    elapsed = time.perf_counter() - start
+    return row | {**score(recovered, labels), "time_s": round(elapsed, 6)}
 
 
 def measure_config(config: RunConfig, strategy: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import GradinvError
+from ..errors import GradinvError, Interrupted
 from .results import encode
 
 CellFn = Callable[[dict[str, Any], str], dict[str, Any]]
@@ -38,15 +38,18 @@ def attack_cell(config: dict[str, Any], out: str) -> dict[str, Any]:
 
 
 def check_attack_config(config: dict[str, Any]) -> None:
-    """Cheap static check of an attack cell (names, option types) before any cell runs."""
+    """Cheap static check of an attack cell (every setting, attack options, defense specs), the
+    checks `gradinv attack` makes before its work, for every cell before any cell runs."""
     from ..attacks import make_attack
-    from ..pipeline import RunConfig, attack_kwargs
+    from ..pipeline import RunConfig, attack_kwargs, check, make_defenses
 
     try:
         run_config = RunConfig(**config)
     except TypeError as exc:
         raise GradinvError(f"bad settings: {exc}") from None
+    check(run_config)
     make_attack(run_config.attack, progress=False, **attack_kwargs(run_config))
+    make_defenses(run_config)
 
 
 def set_threads(threads: int) -> None:
@@ -97,6 +100,9 @@ def execute_cell(
             raise GradinvError(f"cell function returned {type(metrics).__name__}, not a dict")
         record: dict[str, Any] = {"cell": cell_id, "config": config, "metrics": metrics}
         text = encode(record)  # fails here, not in the driver, if the metrics are not JSON
+    except Interrupted:  # a cell function that saved partial work on Ctrl-C: still no result
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     except GradinvError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         return {"cell": cell_id, "config": config, "error": str(exc)}

@@ -43,6 +43,16 @@ class SweepResult:
         return not self.failed and len(self.records) == len(self.cells)
 
 
+def _with_threads(grid: Grid, threads: int) -> Grid:
+    """A `threads` setting the grid leaves unset (RunConfig's) becomes the sweep's thread count:
+    numbers depend on it, so each cell's config and ID record it."""
+    if grid.settings is None or "threads" not in grid.settings or "threads" in grid.axes:
+        return grid
+    if grid.base.get("threads", grid.settings["threads"]) is not None:
+        return grid
+    return Grid({**grid.base, "threads": threads}, dict(grid.axes), grid.settings)
+
+
 def _precheck(cells: Sequence[Cell], check_fn: Callable[[dict[str, Any]], None] | None) -> None:
     if check_fn is None:
         return
@@ -136,6 +146,7 @@ def run_sweep(
     if address and engine != "ray":
         raise GradinvError("--address joins a Ray cluster: use it with --engine ray")
     out = os.path.abspath(out)  # Ray workers do not share the driver's working directory
+    grid = _with_threads(grid, threads)
     cells = grid.cells()
     _precheck(cells, check_fn)
     run_engine = _engine(engine)  # before touching DIR: a missing Ray is a one-line error
