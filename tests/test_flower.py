@@ -180,6 +180,16 @@ def test_attack_on_flower_fedavg_update_matches_gradinv_simulation(sample_data, 
     assert os.path.isfile(os.path.join(record.directory, "reconstruction.png"))
 
 
+def test_auto_attack_on_a_single_image_fedsgd_capture_is_exact(sample_data, tmp_path):
+    """attack="auto" picks the closed form that applies (a first linear layer with bias, B = 1)."""
+    xs, ys = partitions(sample_data, 1, 1)
+    strategy = audit(tmp_path, mlp, attack="auto")
+    run(strategy, mlp, xs, ys)
+    (record,) = strategy.records
+    assert record.reconstruction.info["chosen"] == "bias"
+    assert evaluate(record.reconstruction.images, xs[0])["psnr"] > 100  # 161.9 dB measured
+
+
 # --- (3) the wrapper never changes what is aggregated --------------------------------------------
 def test_aggregation_is_bit_identical_with_and_without_the_audit(
     sample_data, tmp_path, monkeypatch
