@@ -12,7 +12,7 @@ import copy
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flwr
 import torch
@@ -23,14 +23,24 @@ from flwr.serverapp.strategy import Result, Strategy
 
 from ...errors import GradinvError
 
-try:  # internal: Message() reads the current task's identity from here
-    from flwr.common.constant import SUPERLINK_NODE_ID
+if TYPE_CHECKING:
     from flwr.supercore.run import Run
-    from flwr.supercore.task_identity import TaskIdentity
-except ImportError:  # pragma: no cover - another Flower than the pinned one
-    raise GradinvError(
-        f"run_inprocess needs flwr 1.41.* (found {flwr.__version__}): pip install gradinv[flower]"
-    ) from None
+
+
+def _internals() -> tuple[int, Any, Any]:
+    """Flower's internal names this module needs, imported on use: the audit strategy (public
+    API only) keeps working on a Flower where they moved."""
+    try:
+        from flwr.common.constant import SUPERLINK_NODE_ID
+        from flwr.supercore.run import Run
+        from flwr.supercore.task_identity import TaskIdentity
+    except ImportError:  # pragma: no cover - another Flower than the pinned one
+        raise GradinvError(
+            f"run_inprocess needs flwr 1.41.* (found {flwr.__version__}): "
+            "pip install gradinv[flower]"
+        ) from None
+    return SUPERLINK_NODE_ID, Run, TaskIdentity
+
 
 FIRST_NODE_ID = 1000  # partition p runs on node FIRST_NODE_ID + p (Flower's server is node 1)
 
@@ -54,7 +64,7 @@ class InProcessGrid(Grid):
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.client_app = client_app
-        self._run = Run.create_empty(run_id)
+        self._run = _internals()[1].create_empty(run_id)
         self._contexts = {
             node_id_of(p): Context(
                 run_id=run_id,
@@ -131,12 +141,13 @@ class InProcessGrid(Grid):
 @contextmanager
 def _identity(run_id: int, node_id: int) -> Iterator[None]:
     """Set Flower's task identity (run, node, task) for the block and restore the previous one."""
-    before = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run_id, node_id, 1
+    identity = _internals()[2]
+    before = (identity._run_id, identity._node_id, identity._task_id)
+    identity.run_id, identity.node_id, identity.task_id = run_id, node_id, 1
     try:
         yield
     finally:
-        TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = before
+        identity._run_id, identity._node_id, identity._task_id = before
 
 
 def run_inprocess(
@@ -165,7 +176,7 @@ def run_inprocess(
     if not isinstance(initial_arrays, ArrayRecord):
         initial_arrays = ArrayRecord(dict(initial_arrays))
     grid = InProcessGrid(client_app, num_clients, run_config=run_config)
-    with _identity(grid.run.run_id, SUPERLINK_NODE_ID):
+    with _identity(grid.run.run_id, _internals()[0]):
         return strategy.start(
             grid=grid,
             initial_arrays=initial_arrays,
