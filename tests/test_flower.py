@@ -23,6 +23,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
 from gradinv import Observation, Protocol, build_model, evaluate, make_attack, observe  # noqa: E402
+from gradinv.cli import main  # noqa: E402
 from gradinv.errors import GradinvError  # noqa: E402
 from gradinv.integrations.flower import (  # noqa: E402
     InProcessGrid,
@@ -219,7 +220,7 @@ def test_aggregation_is_bit_identical_with_and_without_the_audit(
 
 
 # --- (4) saved observations reload --------------------------------------------------------------
-def test_saved_observations_reload(sample_data, tmp_path):
+def test_saved_observations_reload(sample_data, tmp_path, capsys):
     """A built-in model reloads without model=, a custom one needs it; the reloaded observation
     can be attacked later."""
     xs, ys = partitions(sample_data, 2, 2)
@@ -239,6 +240,14 @@ def test_saved_observations_reload(sample_data, tmp_path):
     assert capture["round"] == 2 and capture["node_id"] == node_id_of(1)
     rec = make_attack("dlg", iterations=2, progress=False).reconstruct(obs)
     assert rec.images.shape == (2, *SHAPE)
+    # ... and from the command line
+    assert main(["inspect", record.directory, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["revealed"]["labels"] is None and info["revealed"]["batch_size"] == 2
+    out = tmp_path / "cli"
+    args = ["attack", "--observation", record.directory, "--attack", "dlg", "--iterations", "2"]
+    assert main([*args, "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["scored"] is False
     # a custom model's observation needs model=
     custom = audit(tmp_path / "c", mlp)
     run(custom, mlp, xs[:1], ys[:1])
@@ -265,6 +274,7 @@ def test_example_runs_end_to_end(tmp_path):
     assert cpu < 60, f"the example used {cpu:.0f} s of CPU"
     summary = json.load(open(out / "summary.json"))
     assert len(summary["records"]) == 2  # client 0, rounds 1 and 2
+    assert os.listdir(out / "private") == ["partition-0.safetensors"]  # the script's, for --truth
     for row in summary["records"]:
         assert row["psnr"] > 15, row
         for name in ("observation.json", "reconstruction.png", "scored.png"):

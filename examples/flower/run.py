@@ -27,17 +27,19 @@ from flwr.serverapp.strategy import FedAvg
 from gradinv import evaluate, load_dataset, make_attack
 from gradinv.data import batch_indices
 from gradinv.integrations.flower import LeakageAuditStrategy, node_id_of, run_inprocess
+from gradinv.pipeline import save_truth
 from gradinv.report import save_reconstruction_png
 
 
 class Net(nn.Module):
-    """The users' own model: a small CNN (nothing gradinv knows by name)."""
+    """The users' own model: a small CNN (nothing gradinv knows by name). The defaults fit this
+    script's defaults, so `gradinv attack --model examples/flower/run.py:Net` rebuilds it."""
 
-    def __init__(self, channels: int, size: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int = 3, side: int = 16, classes: int = 10) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, 12, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, 12, 3, padding=1)
         self.conv2 = nn.Conv2d(12, 12, 3, stride=2, padding=1)
-        self.fc = nn.Linear(12 * ((size + 1) // 2) ** 2, num_classes)
+        self.fc = nn.Linear(12 * ((side + 1) // 2) ** 2, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.tanh(self.conv1(x))
@@ -126,7 +128,13 @@ def main() -> None:
         train_config={"lr": args.lr, "local-epochs": 2, "batch-size": args.batch_size},
     )
 
-    # Scoring needs the private images: only this script has them, the server never does.
+    # Scoring needs the private images: only this script has them, the server never does. They
+    # go to private/, apart from the server's audit, for `gradinv attack --truth` later.
+    os.makedirs(os.path.join(args.out, "private"), exist_ok=True)
+    for p in range(args.audit_clients):
+        part = slice(p * args.examples, (p + 1) * args.examples)
+        save_truth(os.path.join(args.out, "private", f"partition-{p}.safetensors"),
+                   images[part], labels[part])  # fmt: skip
     rows = []
     for r in strategy.records:
         p = r.node_id - node_id_of(0)
