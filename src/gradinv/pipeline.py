@@ -355,7 +355,9 @@ def score(
         "attack": config.attack,
         "model": config.model,
         "data": config.data,
-        "batch_size": config.batch_size,
+        "batch_size": int(images.shape[0]) // max(1, config.clients)
+        if config.observation
+        else config.batch_size,
         "clients": config.clients,
         "composition": config.composition,
         "seed": config.seed,
