@@ -88,7 +88,7 @@ def test_interrupted_attack_still_writes_the_report(tmp_path, ctrl_c_at):
     (["attack", "--attack", "ig", "--attack-opt", "signed=maybe"], "expected true or false"),
     (["attack", "--seed", "-1"], "seed must be an integer >= 0"),
     (["attack", "--model", "mlp4", "--model-opt", "width=-5"], "width must be an integer >= 1"),
-    (["attack", "--model", "convnet", "--image-size", "4"], "the smallest size it takes is"),
+    (["attack", "--model", "convnet", "--image-size", "4"], "fails on this batch of 1 in train mode"),
     (["attack", "--truth", "x.safetensors"], "give --observation"),
     (["attack", "--observation", "/no/such/dir"], "observation directory not found"),
     (["attack", "--model", "/no/such/file.py:Net"], "file not found"),

@@ -125,8 +125,26 @@ def sweep_scaling(root: str, arg: str | None) -> str:
     )
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def labels(root: str, arg: str | None) -> str:
+    """Per strategy and model state: mean count accuracy and exact rate over the cells with B > 1."""
+    path = arg or "docs/results/labels-full/results.json"
+    data = _load(root, path)
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in data["rows"]:
+        if r["batch_size"] > 1:
+            cells.setdefault((r["strategy"], r["state"]), []).append(r)
+    states = sorted({s for _, s in cells})
+    rows = []
+    for strategy in sorted({s for s, _ in cells}):
+        row = [f"`{strategy}`"]
+        for state in states:
+            sel = cells.get((strategy, state), [])
+            acc = statistics.mean(r["count_accuracy"] for r in sel) if sel else None
+            exact = statistics.mean(r["exact_rate"] for r in sel) if sel else None
+            row += [_fmt(acc, 3), _fmt(exact, 2)]
+        rows.append(row)
+    header = ["strategy"] + [f"{s} {k}" for s in states for k in ("count acc.", "exact")]
+    return _rows(header, rows) + _source(data, path)
 
 
 RENDERERS: dict[str, Callable[[str, str | None], str]] = {
@@ -136,6 +154,7 @@ RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "claims": claims,
     "batch-size": batch_size,
     "sweep-scaling": sweep_scaling,
+    "labels": labels,
 }
 
 
