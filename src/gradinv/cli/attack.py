@@ -43,6 +43,8 @@ def execute(config: RunConfig, out: str, progress: bool = True) -> dict:
     click.echo(
         f"report: {os.path.abspath(out)}  ({', '.join(os.path.basename(p) for p in paths.values())})"
     )
+    if m["info"].get("warning"):  # e.g. a closed form that cannot be exact here: say so
+        click.echo(f"warning: {m['info']['warning']}", err=True)
     return m
 
 
