@@ -201,9 +201,10 @@ def test_cli_prints_the_warning(tmp_path, capsys):
 
 def test_certificate_options_are_checked():
     for attack in ("spear", "bias"):
-        with pytest.raises(GradinvError, match="certify_margin"):
-            make_attack(attack, certify_margin=0.5)
-        with pytest.raises(GradinvError, match="certify_tolerance"):
-            make_attack(attack, certify_tolerance=2.0)
-    with pytest.raises(GradinvError, match="rank_limit"):
+        for bad in (-1e-6, 1.0):
+            with pytest.raises(GradinvError, match="certify_tolerance must be in"):
+                make_attack(attack, certify_tolerance=bad)
+    with pytest.raises(GradinvError, match="rank_limit must be"):
         make_attack("rgap", rank_limit=-1)
+    with pytest.raises(GradinvError, match="exact_residual must be"):
+        make_attack("rgap", exact_residual=0.0)

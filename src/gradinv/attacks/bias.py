@@ -9,7 +9,7 @@ import torch
 
 from ..errors import GradinvError
 from ..fl import Observation
-from ._certify import Certifier, couples_samples
+from ._certify import Certifier, couples_samples, tolerance_for
 from ._closed_form import batch_size, first_linear, gradients, to_images
 from .base import ATTACKS, Attack, Reconstruction
 
@@ -28,7 +28,7 @@ class BiasAttack(Attack):
     activated only by two near-duplicate samples give mixtures that agree as well. A candidate is
     certified only when its own per-sample gradient (label fitted) is exactly a piece of the
     update (see `_certify`: subtracting it lowers the gradient's rank by one, jointly for all
-    certified samples, to `certify_tolerance`). Certified samples come first, then the other
+    certified samples, to a relative residual within `certify_tolerance`). Certified samples come first, then the other
     candidates and the strongest remaining ratios, uncertified.
 
     Example::
@@ -45,21 +45,16 @@ class BiasAttack(Attack):
     contract_batch_size = 2
     rows: int = 256  # rows with the largest |∇b_i| used (B = 1) or clustered (B > 1)
     agreement: float = 1e-4  # relative distance under which two rows' ratios are one sample
-    certify_margin: float = 100.0  # certified: gradient removed to this many × the noise floor
-    certify_tolerance: float = 1e-4  # … and to this relative residual of its own gradient
+    certify_tolerance: float = 0.0  # certified: own gradient removed to this (0: 100 × roundoff)
 
     def check(self) -> None:
         if self.rows < 1:
             raise GradinvError(f"bias attack rows must be >= 1, got {self.rows}")
         if not 0 < self.agreement < 1:
             raise GradinvError(f"bias attack agreement must be in (0, 1), got {self.agreement}")
-        if not 0 < self.certify_tolerance < 1:
+        if not 0 <= self.certify_tolerance < 1:
             raise GradinvError(
-                f"bias attack certify_tolerance must be in (0, 1), got {self.certify_tolerance}"
-            )
-        if not self.certify_margin >= 1:
-            raise GradinvError(
-                f"bias attack certify_margin must be >= 1, got {self.certify_margin}"
+                f"bias attack certify_tolerance must be in [0, 1), got {self.certify_tolerance}"
             )
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
@@ -92,8 +87,7 @@ class BiasAttack(Attack):
                 checked,
                 grads,
                 b_size,
-                self.certify_tolerance,
-                self.certify_margin,
+                tolerance_for(observation, self.certify_tolerance),
                 self.seed,
             )
             certified = [c.x for c in certifier.certify([], candidates)[0]]

@@ -13,7 +13,7 @@ from scipy.optimize import linprog
 
 from ..errors import GradinvError
 from ..fl import Observation
-from ._certify import Candidate, Certifier, couples_samples
+from ._certify import Candidate, Certifier, couples_samples, tolerance_for
 from ._closed_form import (
     batch_size,
     first_linear,
@@ -54,9 +54,9 @@ class Spear(Attack):
     near-duplicate images — make every affine combination of them pass it. A sample is
     *certified* only when, with its label fitted, its own per-sample gradient is exactly a piece
     of the observed update: subtracting it (and the whole certified set, jointly) lowers the rank
-    of the first layer's gradient, and of the next linear layer's, by one per sample, to within
-    `certify_margin` times the update's rounding noise (see `_certify` for why that is sound and
-    how far). Peeling subtracts only certified samples, from the original gradient, so no error
+    of the first layer's gradient, and of the next linear layer's, by one per sample, to a
+    relative residual within `certify_tolerance` (see `_certify` for why that is sound and how
+    far). Peeling subtracts only certified samples, from the original gradient, so no error
     accumulates over rounds. Certified samples come first; the other images are blank (the mean
     image) and `info["warning"]` says how many were certified. Uncertified candidates are not
     returned: they are no evidence, and in a Hungarian evaluation a wrong guess can pull a certified
@@ -81,8 +81,7 @@ class Spear(Attack):
     max_programs: int = 0  # cone: linear programs to solve (0: 12·B + 40)
     max_samples: int = 4000  # sampling: draws of B−1 rows
     tolerance: float = 0.0  # relative zero threshold (0: 1e-5 for float32, 1e-9 for float64)
-    certify_margin: float = 100.0  # certified: gradient removed to this many × the noise floor
-    certify_tolerance: float = 1e-4  # … and to this relative residual of its own gradient
+    certify_tolerance: float = 0.0  # certified: own gradient removed to this (0: 100 × roundoff)
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -91,12 +90,10 @@ class Spear(Attack):
             raise GradinvError("spear needs max_programs >= 0 and max_samples >= 1")
         if self.tolerance < 0:
             raise GradinvError(f"spear tolerance must be >= 0, got {self.tolerance}")
-        if not 0 < self.certify_tolerance < 1:
+        if not 0 <= self.certify_tolerance < 1:
             raise GradinvError(
-                f"spear certify_tolerance must be in (0, 1), got {self.certify_tolerance}"
+                f"spear certify_tolerance must be in [0, 1), got {self.certify_tolerance}"
             )
-        if not self.certify_margin >= 1:
-            raise GradinvError(f"spear certify_margin must be >= 1, got {self.certify_margin}")
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
@@ -139,8 +136,7 @@ class Spear(Attack):
                 checked,
                 grads,
                 b_size,
-                self.certify_tolerance,
-                self.certify_margin,
+                tolerance_for(observation, self.certify_tolerance),
                 self.seed,
             )
         if method == "cone":
@@ -162,7 +158,7 @@ class Spear(Attack):
                 "batch_size": b_size,
                 "certified": [i < count for i in range(b_size)],
                 "certified_count": count,
-                "certificate_noise": [float(f"{c.noise:.3g}") for c in out.accepted],
+                "certificate_residuals": [float(f"{c.residual:.3g}") for c in out.accepted],
                 "fitted_labels": [c.label for c in out.accepted],
                 "rejected": out.rejected,
                 "tries": solver.tries,
