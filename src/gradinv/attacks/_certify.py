@@ -46,7 +46,7 @@ from ..fl.protocol import forward
 
 @dataclass
 class _Layer:
-    """A checked linear layer: G's rank-B part u·core·qᵀ, its norm and its rounding noise."""
+    """A checked linear layer: G's rank-B part u·core·qᵀ and its norm σ_1."""
 
     u: np.ndarray  # m × B column basis
     q: np.ndarray  # n × B row basis
