@@ -2,16 +2,12 @@ import functools
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from gradinv.data import load_dataset
 
 # Tests use small models, for which one thread is as fast as two and immune to oversubscription
 # when the machine is busy (2-thread torch on a loaded 2-core machine is ~100x slower on tiny ops).
 torch.set_num_threads(1)
-# The same for numpy/scipy's BLAS (spear's small QRs and least squares: 0.002 s on one thread,
-# 0.1 s with two threads on a busy 2-core machine).
-threadpool_limits(1)
 
 
 @functools.cache

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 from scipy.optimize import linear_sum_assignment
+from threadpoolctl import threadpool_limits
 
 from gradinv import build_model, observe, sample_batch
 from gradinv.attacks import make_attack
@@ -15,6 +16,14 @@ from gradinv.attacks import spear as spear_module
 from gradinv.cli import main
 from gradinv.errors import GradinvError
 from gradinv.metrics import evaluate, psnr
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    # spear's small QRs and least squares: 0.002 s on one BLAS thread, 0.1 s with two on a busy
+    # 2-core machine. Only here: other tests' numbers depend on the BLAS reduction order.
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def _certified_psnr(rec, images: torch.Tensor) -> list[float]:
