@@ -28,17 +28,21 @@ def _seed():
 
 @pytest.fixture
 def ctrl_c_at(monkeypatch):
-    """Simulate Ctrl-C right after the optimisation step `iteration` has been recorded."""
-    from gradinv.attacks.optimization import _Context
+    """Simulate Ctrl-C right after optimisation step `iteration` has been recorded (the next
+    optimiser step raises KeyboardInterrupt)."""
+    from gradinv.attacks.engine import optimisers
 
     def arm(iteration: int) -> None:
-        original = _Context.record
+        calls = {"n": 0}
+        for cls in (optimisers.Adam, optimisers.LBFGS):
+            original = cls.step
 
-        def record(self, trial, it, loss):
-            original(self, trial, it, loss)
-            if it == iteration:
-                raise KeyboardInterrupt
+            def step(self, closure, lr_factor=1.0, _original=original):
+                calls["n"] += 1
+                if calls["n"] > iteration + 1:
+                    raise KeyboardInterrupt
+                return _original(self, closure, lr_factor)
 
-        monkeypatch.setattr(_Context, "record", record)
+            monkeypatch.setattr(cls, "step", step)
 
     return arm

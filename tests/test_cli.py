@@ -58,7 +58,8 @@ def test_config_yaml_reruns_identically(tmp_path):
 def test_interrupted_attack_still_writes_the_report(tmp_path, ctrl_c_at):
     ctrl_c_at(4)
     out = tmp_path / "r"
-    assert main(["attack", "--iterations", "500", "--out", str(out), "--no-progress"]) == 0
+    args = ["attack", "--attack", "ig", "--iterations", "500", "--out", str(out), "--no-progress"]
+    assert main(args) == 130  # Ctrl-C: the report is written, the exit status says so
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["info"]["interrupted"] is True and metrics["iterations"] == 5
 
@@ -68,7 +69,7 @@ def test_interrupted_attack_still_writes_the_report(tmp_path, ctrl_c_at):
     (["attack", "--model", "vgg"], "unknown model 'vgg'; choose from: "),
     (["attack", "--data", "mnist"], "unknown dataset 'mnist'; choose from: "),
     (["attack", "--data", "cifar10:/does/not/exist"], "directory not found"),
-    (["attack", "--batch-size", "0"], "batch size must be at least 1"),
+    (["attack", "--batch-size", "0"], "batch size must be an integer >= 1"),
     (["attack", "--batch-size", "12"], "needs 12 classes"),
     (["attack", "--composition", "mixed"], "unknown composition"),
     (["attack", "--labels", "guess"], "unknown labels mode 'guess'; choose from: known, joint"),
@@ -78,17 +79,25 @@ def test_interrupted_attack_still_writes_the_report(tmp_path, ctrl_c_at):
     (["attack", "--iterations", "0"], "iterations must be >= 1"),
     (["attack", "--iterations", "ten"], "is not a valid integer"),
     (["attack", "--model-opt", "depth=3"], "has no option 'depth'"),
-    (["attack", "--attack-opt", "lr=-1"], "lr must be > 0"),
-    (["attack", "--attack-opt", "momentum=0.9"], "has no option 'momentum'"),
-    (["attack", "--attack-opt", "lr=abc"], "option lr='abc' must be of type float"),
-    (["attack", "--attack-opt", "restarts=1.5"], "must be of type int"),
-    (["attack", "--attack-opt", "priors=tv"], "must be of type tuple"),
+    (["attack", "--attack", "ig", "--attack-opt", "lr=-1"], "lr must be > 0"),
+    (["attack", "--attack", "ig", "--attack-opt", "momentum=0.9"], "has no option 'momentum'"),
+    (["attack", "--attack", "ig", "--attack-opt", "lr=abc"], "option lr='abc' must be of type float"),
+    (["attack", "--attack", "ig", "--attack-opt", "restarts=1.5"], "must be of type int"),
+    (["attack", "--attack", "ig", "--attack-opt", "lr=1e309"], "must be a finite number"),
+    (["attack", "--attack", "ig", "--attack-opt", "num_snapshots=-1"], "num_snapshots must be >= 1"),
+    (["attack", "--attack", "ig", "--attack-opt", "signed=maybe"], "expected true or false"),
+    (["attack", "--seed", "-1"], "seed must be an integer >= 0"),
+    (["attack", "--model", "mlp4", "--model-opt", "width=-5"], "width must be an integer >= 1"),
+    (["attack", "--model", "convnet", "--image-size", "4"], "the smallest size it takes is"),
+    (["attack", "--truth", "x.safetensors"], "give --observation"),
+    (["attack", "--observation", "/no/such/dir"], "observation directory not found"),
+    (["attack", "--model", "/no/such/file.py:Net"], "file not found"),
     (["attack", "--attack-opt", "progress=False"], "not an attack option"),
     (["attack", "--prior", "tv"], "expected NAME=WEIGHT"),
     (["attack", "--prior", "sparsity=1"], "unknown prior"),
-    (["attack", "--clients", "0"], "clients must be >= 1"),
+    (["attack", "--clients", "0"], "clients must be an integer >= 1"),
     (["attack", "--image-size", "2"], "image size must be at least 4"),
-    (["attack", "--local-epochs", "0", "--protocol", "fedavg"], "local epochs must be >= 1"),
+    (["attack", "--local-epochs", "0", "--protocol", "fedavg"], "local epochs must be an integer >= 1"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
@@ -100,7 +109,36 @@ def test_unwritable_report_directory_fails_before_the_attack(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["attack", "--out", str(blocker), "--iterations", "100000", "--no-progress"]) == 2
-    assert "cannot write the report" in capsys.readouterr().err
+    assert "cannot write to" in capsys.readouterr().err
+
+
+def test_an_earlier_report_is_not_overwritten_and_failures_leave_no_directory(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["attack", "--attack", "dlg", "--model", "mlp4", "--model-opt", "width=50",
+            "--iterations", "1", "--image-size", "8", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    failed = tmp_path / "failed"
+    assert main([*args[:-3], "--out", str(failed), "--labels", "yin", "--batch-size", "12"]) == 2
+    assert not failed.exists()
+
+
+def test_saved_observation_round_trip_through_the_cli(tmp_path, capsys):
+    obs_dir = tmp_path / "obs"
+    base = ["--model", "mlp4", "--model-opt", "width=50", "--image-size", "8", "--no-progress"]
+    assert main(["observe", *base, "--out", str(obs_dir)]) == 0
+    truth = str(obs_dir) + ".truth.safetensors"
+    assert (obs_dir / "observation.json").exists() and not (obs_dir / "truth.safetensors").exists()
+    assert main(["inspect", str(obs_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["revealed"]["labels"] is None and info["revealed"]["batch_size"] == 1
+    out = tmp_path / "attack"
+    attack = ["attack", "--attack", "bias", "--observation", str(obs_dir), "--no-progress"]
+    assert main([*attack, "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["scored"] is False
+    assert main([*attack, "--truth", truth, "--out", str(tmp_path / "scored")]) == 0
+    assert json.loads((tmp_path / "scored" / "metrics.json").read_text())["psnr"] > 60
 
 
 def test_list_names_everything(capsys):

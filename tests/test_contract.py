@@ -12,13 +12,14 @@ from gradinv.fl import observe
 from gradinv.models import build_model
 
 
-def _observation(cls, sample_data, share_labels=True):
-    size, b = cls.contract_image_size, cls.contract_batch_size
+def _observation(cls, sample_data, share_labels=True, with_model=False):
+    size, b, c = cls.contract_image_size, cls.contract_batch_size, cls.contract_channels
     x, y = sample_batch(sample_data, b, "unique", seed=1, image_size=size)
+    x = x[:, :c]
     torch.manual_seed(0)
-    model = build_model(cls.contract_model, (3, size, size), 10, **cls.contract_model_options)
-    obs = observe(model, x, y, mean=[0.5] * 3, std=[0.25] * 3, share_labels=share_labels)
-    return obs, x, y
+    model = build_model(cls.contract_model, (c, size, size), 10, **cls.contract_model_options)
+    obs = observe(model, x, y, mean=[0.5] * c, std=[0.25] * c, share_labels=share_labels)
+    return (obs, x, y, model) if with_model else (obs, x, y)
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
@@ -28,7 +29,7 @@ def test_attack_contract(name, sample_data):
     assert cls.__doc__ and "Example" in cls.__doc__, (
         "docstring must name the paper and show an example"
     )
-    obs, x, y = _observation(cls, sample_data)
+    obs, x, y, client_model = _observation(cls, sample_data, with_model=True)
     update_before = {k: v.clone() for k, v in obs.update.items()}
 
     rec = make_attack(name, progress=False, seed=3, **cls.contract_options).reconstruct(obs)
@@ -40,8 +41,26 @@ def test_attack_contract(name, sample_data):
         "observation mutated"
     )
 
+    # the threat model is sealed: what the client does with its model after the round changes
+    # nothing the server holds, so the same seed gives the same result
+    with torch.no_grad():
+        for p in client_model.parameters():
+            p.mul_(-2.0)
+        for b in client_model.buffers():
+            if b.is_floating_point():
+                b.add_(3.0)
+    client_model.train(not client_model.training)
     again = make_attack(name, progress=False, seed=3, **cls.contract_options).reconstruct(obs)
     assert torch.equal(rec.images, again.images), "same seed must give the same result"
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_every_option_is_documented(name):
+    cls = ATTACKS.get(name)
+    for o in cls.describe():
+        assert o.help, f"{name}.{o.name} has no help text"
+    defaults = {o.name: o.default for o in cls.describe()}
+    assert make_attack(name, **{k: v for k, v in defaults.items() if v is not None}) is not None
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 import torch.nn as nn
@@ -85,16 +83,103 @@ def test_load_rejects_corrupt_and_incomplete_files(tmp_path):
         Observation.load(str(tmp_path / "nothing"))
 
 
-def test_load_rejects_wrong_model(tmp_path):
+def test_load_rebuilds_built_in_models_and_needs_custom_ones(tmp_path):
     model, x, y = _setup()
-    observe(model, x, y).save(str(tmp_path))
-    meta = json.loads((tmp_path / "observation.json").read_text())
-    assert meta["model_spec"] is None
-    with pytest.raises(GradinvError, match="custom model"):
-        Observation.load(str(tmp_path))
-    other = build_model("lenet", (3, 32, 32), 10)
+    obs = observe(model, x, y)
+    obs.save(str(tmp_path / "builtin"))
+    again = Observation.load(str(tmp_path / "builtin"))  # no model passed: rebuilt from the spec
+    assert all(torch.equal(again.update[k], v) for k, v in obs.update.items())
     with pytest.raises(GradinvError, match="shape mismatch"):
-        Observation.load(str(tmp_path), model=other)
+        Observation.load(str(tmp_path / "builtin"), model=build_model("lenet", (3, 32, 32), 10))
+    tiny = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
+    observe(tiny, x, y).save(str(tmp_path / "custom"))
+    with pytest.raises(GradinvError, match="custom model"):
+        Observation.load(str(tmp_path / "custom"))
+    assert Observation.load(str(tmp_path / "custom"), model=tiny).num_classes == 10
+
+
+def test_observation_is_sealed_from_the_client_model():
+    """The server's copy is its own: changing the client's module after the round changes
+    nothing the server holds (parameters, buffers, mode)."""
+    model = build_model("convnet", (3, 16, 16), 10, width=4)
+    x, y = torch.rand(2, 3, 16, 16), torch.tensor([0, 1])
+    obs = observe(model, x, y, share_buffers=False, train_mode=False)
+    assert obs.model is not model
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        for b in model.buffers():
+            if b.is_floating_point():
+                b.add_(5.0)
+    model.train()
+    for name, p in obs.model.named_parameters():
+        assert torch.equal(p, obs.parameters.get(name, obs.frozen.get(name)))
+    # BatchNorm statistics the server was not given are the defaults, not the client's
+    bn = obs.model[1]
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
+def test_frozen_parameters_are_part_of_the_observation(tmp_path):
+    model, x, y = _setup()
+    model[0].weight.requires_grad_(False)
+    obs = observe(model, x, y)
+    assert "0.weight" in obs.frozen and "0.weight" not in obs.update
+    obs.save(str(tmp_path))
+    again = Observation.load(str(tmp_path))
+    assert torch.equal(again.frozen["0.weight"], model[0].weight)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(labels=torch.tensor([1.0, 2.0, 3.0])), "integer class indices"),
+    (dict(std=[0.0, 1.0, 1.0]), "std must be finite and > 0"),
+    (dict(std=[float("nan"), 1.0, 1.0]), "std must be finite and > 0"),
+    (dict(mean=[float("inf"), 0.0, 0.0]), "mean must be finite"),
+    (dict(labels=torch.tensor([1, 4, 12])), "labels outside"),
+])  # fmt: skip
+def test_observe_refuses_bad_inputs(bad, message):
+    model, x, y = _setup()
+    kwargs = {"labels": y, **bad}
+    labels = kwargs.pop("labels")
+    with pytest.raises(GradinvError, match=message):
+        observe(model, x, labels, **kwargs)
+
+
+def test_nan_parameters_are_refused():
+    model, x, y = _setup()
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(GradinvError, match="NaN or Inf"):
+        observe(model, x, y)
+
+
+def test_the_training_loss_is_part_of_the_protocol(tmp_path):
+    model, x, y = _setup()
+    obs = observe(model, x, y, protocol=Protocol(loss="mse"))
+    loss = F.mse_loss(model(x), F.one_hot(y, 10).float())
+    expected = torch.autograd.grad(loss, list(model.parameters()))
+    for (name, _), g in zip(model.named_parameters(), expected, strict=True):
+        assert torch.allclose(obs.update[name], g, atol=1e-6)
+    obs.save(str(tmp_path / "mse"))
+    assert Observation.load(str(tmp_path / "mse")).protocol.loss == "mse"
+
+    def smooth(logits, targets):
+        return F.cross_entropy(logits, targets, label_smoothing=0.1)
+
+    custom = observe(model, x, y, protocol=Protocol(loss=smooth))
+    custom.save(str(tmp_path / "custom"))
+    with pytest.raises(GradinvError, match="custom loss"):
+        Observation.load(str(tmp_path / "custom"))
+    assert Observation.load(str(tmp_path / "custom"), loss=smooth).protocol.loss is smooth
+    with pytest.raises(GradinvError, match="unknown loss"):
+        Protocol(loss="hinge")
+
+
+def test_secure_aggregation_hides_sizes_and_labels():
+    model, x, y = _setup()
+    a = observe(model, x[:2], y[:2], share_labels=True)
+    b = observe(model, x[2:], y[2:], share_labels=True)
+    agg = aggregate([a, b], secure=True)
+    assert agg.labels is None and agg.batch_size == 3 and agg.secure_aggregation
 
 
 def test_validate_rejects_nan_gradients_and_bad_labels():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from gradinv.attacks.optimization import _Context
+from gradinv.attacks.engine import Objective
 from gradinv.pipeline import RunConfig, run
 
 
@@ -52,14 +52,14 @@ def test_same_seed_same_result_different_seed_different_batch():
 
 
 def test_nan_loss_restarts_from_a_new_init(monkeypatch):
-    original, calls = _Context.objective, {"n": 0}
+    original, calls = Objective.__call__, {"n": 0}
 
-    def flaky(self, trial):
+    def flaky(self, x, targets, variables=()):
         calls["n"] += 1
-        loss = original(self, trial)
-        return loss * float("nan") if calls["n"] <= 3 else loss
+        total, distance = original(self, x, targets, variables)
+        return (total * float("nan"), distance) if calls["n"] <= 3 else (total, distance)
 
-    monkeypatch.setattr(_Context, "objective", flaky)
+    monkeypatch.setattr(Objective, "__call__", flaky)
     result = run(RunConfig(attack="ig", model="lenet", iterations=20), progress=False)
     assert result.metrics["info"]["nan_restarts"] == 3
     assert torch.isfinite(result.reconstruction.images).all()

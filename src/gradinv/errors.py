@@ -18,3 +18,7 @@ def require(condition: bool, message: str) -> None:
     """Raise a GradinvError with `message` unless `condition` holds."""
     if not condition:
         raise GradinvError(message)
+
+
+class Interrupted(Exception):
+    """Ctrl-C after the work done so far was saved: the CLI prints `message` and exits 130."""

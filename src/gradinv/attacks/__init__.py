@@ -1,6 +1,6 @@
 """Attacks: every one is registered by name and exposes `reconstruct(observation) -> Reconstruction`."""
 
-from . import dlg, ig  # noqa: F401  (registration)
+from . import auto, dip, dlg, ggl, gias, gifd, ig  # noqa: F401  (registration)
 from .base import ATTACKS, Attack, Reconstruction, make_attack
 from .bias import BiasAttack  # noqa: F401  (registration)
 from .distances import DISTANCES

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..errors import GradinvError
 from ..fl import Observation
-from ..labels import estimate_batch_size
+from ..labels import batch_size_of
 
 
 @dataclass
@@ -129,9 +129,7 @@ def gradients(observation: Observation, attack: str) -> dict[str, torch.Tensor]:
 
 def batch_size(observation: Observation) -> int:
     """The batch size the server was told, or the rank estimate."""
-    if observation.batch_size is not None:
-        return int(observation.batch_size)
-    return int(estimate_batch_size(observation).estimate)
+    return batch_size_of(observation)
 
 
 def row_basis(matrix: torch.Tensor, rank: int, seed: int = 0) -> torch.Tensor:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from ..errors import GradinvError
 from ..fl import Observation
+from ..options import OptionInfo, build, describe, option, validate
 from ..registry import Registry
 
 
@@ -18,7 +18,8 @@ class Reconstruction:
 
     images: (B, C, H, W) in [0,1]. labels: recovered labels (None when the attack has none).
     loss_history: matching loss per iteration of the kept run. snapshots: (iteration, images in [0,1])
-    for an animation. info: attack-specific facts (restarts, interrupted, certified samples, ...)."""
+    for an animation. info: attack-specific facts (restarts, interrupted, certified samples, ...);
+    `info["warning"]`, when present, is one line the CLI prints (e.g. a result that cannot be exact)."""
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
@@ -29,8 +30,9 @@ class Reconstruction:
 
 @dataclass
 class Attack:
-    """Base class. Subclasses are dataclasses whose fields are the hyper-parameters; `__init__` does
-    no work. `reconstruct` sees only the Observation, never the private batch."""
+    """Base class. Subclasses are dataclasses whose fields are the hyper-parameters, declared with
+    `gradinv.options.option` (default, meaning, valid range); `__init__` does no work.
+    `reconstruct` sees only the Observation, never the private batch."""
 
     name: ClassVar[str] = ""
     # For the common contract test (tests/test_contract.py): a built-in model this attack supports
@@ -38,59 +40,39 @@ class Attack:
     contract_model: ClassVar[str] = "lenet"
     contract_model_options: ClassVar[dict[str, Any]] = {}
     contract_image_size: ClassVar[int] = 16
+    contract_channels: ClassVar[int] = 3
     contract_options: ClassVar[dict[str, Any]] = {}
     contract_batch_size: ClassVar[int] = 2
-    seed: int = 0
+    seed: int = option(0, "seed of the attack's random choices (initialisations)", low=0)
     progress: bool = True
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Validate every option (types and ranges); subclasses add cross-option checks."""
+        validate(self, f"attack {self.name!r}")
+
     @classmethod
     def options(cls) -> dict[str, Any]:
         """Hyper-parameters and their defaults."""
-        return {f.name: f.default for f in fields(cls) if f.name != "progress"}
+        return {o.name: o.default for o in describe(cls)}
+
+    @classmethod
+    def describe(cls) -> list[OptionInfo]:
+        """Every hyper-parameter with its default, type, meaning and valid range."""
+        return describe(cls)
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
 def make_attack(name: str, **options: Any) -> Attack:
-    """Instantiate a registered attack; unknown or ill-typed options are a GradinvError."""
+    """Instantiate a registered attack from typed values or KEY=VALUE strings; unknown or
+    ill-typed options and values out of range are a GradinvError."""
     cls = ATTACKS.get(name)
-    valid = {f.name: f.default for f in fields(cls)}
-    for key, value in options.items():
-        if key not in valid:
-            raise GradinvError(
-                f"attack {name!r} has no option {key!r}; valid options: {', '.join(sorted(valid))}"
-            )
-        _check_type(name, key, value, valid[key])
-    try:
-        attack = cls(**options)
-        check = getattr(attack, "check", None)
-        if check is not None:
-            check()
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, GradinvError):
-            raise
-        raise GradinvError(f"attack {name!r}: bad option ({exc})") from None
+    progress = options.pop("progress", True)
+    attack = build(cls, f"attack {name!r}", options, skip=("progress",))
+    attack.progress = bool(progress)
+    attack.check()
     return attack
-
-
-def _check_type(attack: str, key: str, value: Any, default: Any) -> None:
-    """Options must have the type of their default (an int is fine where a float is expected)."""
-    if default is None or isinstance(default, tuple):
-        ok = default is None or isinstance(value, (tuple, list))
-    elif isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, type(default)) and not (
-            isinstance(value, bool) and not isinstance(default, bool)
-        )
-    if not ok:
-        raise GradinvError(
-            f"attack {attack!r}: option {key}={value!r} must be of type {type(default).__name__} "
-            f"(default {default!r})"
-        )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ..errors import GradinvError
+from ..options import option
 from .base import ATTACKS
-from .optimization import OptimizationAttack, Trial, _Context
+from .engine import LBFGS, Optimiser, Pixels, Problem, Trials, optimise
+from .optimization import OptimizationAttack
 
 
 @ATTACKS.register("dlg", "DLG (Zhu et al. 2019): l2 gradient matching with L-BFGS, labels jointly")
@@ -29,38 +28,24 @@ class DLG(OptimizationAttack):
 
     name = "dlg"
     contract_options = {"iterations": 3}
-    iterations: int = 100
-    distance: str = "l2"
-    label_strategy: str = "joint"
-    lr: float = 1.0
-    max_iter_per_step: int = 20  # L-BFGS inner iterations per outer iteration
-    line_search: bool = True  # strong-Wolfe line search (more stable than the paper's fixed step)
+    iterations: int = option(
+        100, "outer L-BFGS steps (each runs max_iter_per_step inner ones)", low=1
+    )
+    distance: str = option("l2", "gradient distance: l2, cosine, l1, l2-layers")
+    label_strategy: str = option(
+        "joint", "labels when not observed: joint (soft labels optimised with the images, as in "
+        "the paper) or a label strategy",
+    )  # fmt: skip
+    lr: float = option(1.0, "L-BFGS step length", low=0, low_open=True)
+    max_iter_per_step: int = option(20, "L-BFGS inner iterations per outer step", low=1)
+    history: int = option(100, "L-BFGS history size (curvature pairs kept per trial)", low=1)
+    line_search: bool = option(True, "backtracking line search (a fixed step when false)")
 
-    def check(self) -> None:
-        super().check()
-        if not self.lr > 0:
-            raise GradinvError(f"lr must be > 0, got {self.lr}")
+    def optimiser(self) -> Optimiser:
+        return LBFGS(self.lr, self.max_iter_per_step, self.history, self.line_search)
 
-    def _optimise(self, ctx: _Context, trial: Trial) -> None:
-        variables = [trial.x] + ([trial.label_logits] if trial.label_logits is not None else [])
-        opt = torch.optim.LBFGS(
-            variables,
-            lr=self.lr,
-            max_iter=self.max_iter_per_step,
-            history_size=100,
-            line_search_fn="strong_wolfe" if self.line_search else None,
-            # No early stop: with small gradients (e.g. PyTorch's default init) the l2 loss is tiny in
-            # absolute terms and L-BFGS's default tolerances would end the attack prematurely.
-            tolerance_grad=0.0,
-            tolerance_change=0.0,
-        )
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = ctx.objective(trial)
-            loss.backward()
-            return loss
-
-        for it in range(self.iterations):
-            loss = opt.step(closure)
-            ctx.record(trial, it, loss.item())
+    def solve(self, problem: Problem) -> Trials:
+        # no box projection during the optimisation: it would break L-BFGS's curvature pairs
+        pixels = Pixels(problem.observation, problem.group * problem.batch_size,
+                        problem.batch_size, problem.priors, problem.start, box=False)  # fmt: skip
+        return optimise(self.run(problem), pixels, self.objective(problem), self.optimiser)

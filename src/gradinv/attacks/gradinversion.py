@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import torch
-
-from ..errors import GradinvError
+from ..options import option
 from ..priors import BatchNormStatistics, GroupConsistency, L2Norm, Prior, TotalVariation
 from .base import ATTACKS
-from .optimization import OptimizationAttack, Trial, _Context
+from .engine import Adam, Objective, Optimiser, Problem, lr_warmup_cosine
+from .engine.loop import Schedule
+from .optimization import OptimizationAttack
 
 
 @ATTACKS.register(
@@ -35,31 +34,21 @@ class GradInversion(OptimizationAttack):
 
     name = "gradinversion"
     contract_model = "resnet18"
+    contract_model_options = {"width": 4}
     contract_options = {"iterations": 2, "seeds": 1}
-    iterations: int = 20_000
-    distance: str = "l2"
-    lr: float = 0.1
-    warmup: float = 0.05  # fraction of the iterations with a linear learning-rate warm-up
-    grad_weight: float = 1e-3  # α_grad
-    tv: float = 1e-4  # α_TV
-    l2: float = 1e-6  # α_l2
-    bn: float = 0.1  # α_BN
-    group: float = 0.01  # α_group
-    seeds: int = 4  # group size (1 = no group consistency)
-
-    def check(self) -> None:
-        super().check()
-        if not self.lr > 0:
-            raise GradinvError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup < 1:
-            raise GradinvError(f"warmup must be in [0, 1), got {self.warmup}")
-        if not self.grad_weight > 0:
-            raise GradinvError(f"grad_weight must be > 0, got {self.grad_weight}")
-        for key in ("tv", "l2", "bn", "group"):
-            if not getattr(self, key) >= 0:
-                raise GradinvError(f"{key} weight must be >= 0, got {getattr(self, key)}")
-        if self.seeds < 1:
-            raise GradinvError(f"seeds must be >= 1, got {self.seeds}")
+    iterations: int = option(20_000, "Adam steps (the paper's 20 000 are slow on a CPU)", low=1)
+    distance: str = option("l2", "gradient distance: l2, cosine, l1, l2-layers")
+    lr: float = option(0.1, "Adam learning rate", low=0, low_open=True)
+    warmup: float = option(0.05, "fraction of the steps with a linear learning-rate warm-up",
+                           low=0, high=1, high_open=True)  # fmt: skip
+    grad_weight: float = option(
+        1e-3, "α_grad: weight of the gradient distance", low=0, low_open=True
+    )
+    tv: float = option(1e-4, "α_TV: total-variation weight", low=0)
+    l2: float = option(1e-6, "α_l2: image l2-norm weight", low=0)
+    bn: float = option(0.1, "α_BN: BatchNorm-statistics weight (skipped without BatchNorm)", low=0)
+    group: float = option(0.01, "α_group: group-consistency weight", low=0)
+    seeds: int = option(4, "group size: dummy batches optimised jointly (1 = no group)", low=1)
 
     def make_priors(self) -> list[Prior]:
         priors = super().make_priors()
@@ -75,21 +64,15 @@ class GradInversion(OptimizationAttack):
 
     def learning_rate(self, iteration: int) -> float:
         """Factor on `lr` at `iteration`: linear warm-up, then cosine decay to 0."""
-        n = self.iterations
-        warm = max(1, int(self.warmup * n))
-        if iteration < warm:
-            return (iteration + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (iteration - warm) / max(1, n - warm)))
+        return lr_warmup_cosine(self.iterations, self.warmup)(iteration)
 
-    def _optimise(self, ctx: _Context, trial: Trial) -> None:
-        variables = [trial.x] + ([trial.label_logits] if trial.label_logits is not None else [])
-        opt = torch.optim.Adam(variables, lr=self.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, self.learning_rate)
-        for it in range(self.iterations):
-            opt.zero_grad()
-            loss = ctx.objective(trial, distance_weight=self.grad_weight)
-            loss.backward()
-            opt.step()
-            sched.step()
-            ctx.project(trial.x)
-            ctx.record(trial, it, loss.item())
+    def optimiser(self) -> Optimiser:
+        return Adam(self.lr)
+
+    def schedule(self) -> Schedule:
+        return lr_warmup_cosine(self.iterations, self.warmup)
+
+    def objective(self, problem: Problem) -> Objective:
+        objective = super().objective(problem)
+        objective.distance_weight = self.grad_weight
+        return objective

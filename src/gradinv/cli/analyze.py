@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 import torch
@@ -11,8 +10,9 @@ import torch
 from ..analysis import rank_table
 from ..errors import GradinvError
 from ..models import build_model, parse_option
+from ..options import key_values
+from ..report import check_output_file
 from .app import app
-from .options import key_values
 
 
 @app.command()
@@ -37,8 +37,10 @@ def analyze(
     """Per layer: unknowns of the layer's input, gradient and forward equations, rank of the
     stacked system and the deficit (R-GAP, Zhu & Blaschko 2021). Deficit 0 on every layer: R-GAP's
     closed form determines the input; a positive deficit predicts where recovery fails."""
-    if image_size < 4 or channels < 1:
-        raise GradinvError("image size must be >= 4 and channels >= 1")
+    if image_size < 4 or channels < 1 or classes < 2 or seed < 0:
+        raise GradinvError("image size must be >= 4, channels >= 1, classes >= 2 and seed >= 0")
+    if out:
+        check_output_file(out)
     pairs = key_values(model_opt, "model option")
     options = {key: parse_option(model, key, value) for key, value in pairs.items()}
     torch.manual_seed(seed)
@@ -53,7 +55,6 @@ def analyze(
     }
     text = json.dumps(report, indent=2)
     if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with open(out, "w") as fh:
             fh.write(text + "\n")
     if as_json:

@@ -7,8 +7,11 @@ import time
 
 import click
 
+from ..errors import GradinvError
 from ..experiments.labels import LabelGrid, run_grid, summary, write
+from ..report import output_directory
 from .app import experiment_app
+from .experiment_options import runner_options
 
 
 @experiment_app.command("labels")
@@ -16,20 +19,25 @@ from .app import experiment_app
 @click.option("--out", type=str, default="runs/labels", show_default=True,
               help="output directory (results.json, report.md, count_accuracy.png)")  # fmt: skip
 @click.option("--seeds", type=int, default=None, help="seeds per cell (default: 3 quick, 5 full)")
-@click.option("--progress/--no-progress", default=True, help="print one line per cell")
-def experiment_labels(quick: bool, out: str, seeds: int | None, progress: bool) -> None:
+@click.option("--progress/--no-progress", default=True, help="show cells done / total")
+@runner_options
+def experiment_labels(
+    quick: bool, out: str, seeds: int | None, progress: bool, engine: str, workers: int,
+    resume: bool, overwrite: bool,
+) -> None:  # fmt: skip
     """Count accuracy and exact-multiset rate of every label strategy, written to OUT."""
     grid = LabelGrid.quick() if quick else LabelGrid()
     if seeds is not None:
         if seeds < 1:
-            from ..errors import GradinvError
-
             raise GradinvError(f"--seeds must be >= 1, got {seeds}")
         grid.seeds = seeds
-    start = time.perf_counter()
-    rows = run_grid(grid, progress=(lambda msg: click.echo(msg, err=True)) if progress else None)
-    seconds = time.perf_counter() - start
-    paths = write(out, grid, rows, seconds, quick)
+    with output_directory(out, overwrite, marker="results.json"):
+        start = time.perf_counter()
+        rows = run_grid(
+            grid, progress=(lambda msg: click.echo(msg, err=True)) if progress else None
+        )
+        seconds = time.perf_counter() - start
+        paths = write(out, grid, rows, seconds, quick)
     for r in summary(rows):
         click.echo(
             f"{r['strategy']:>15} {r['state']:>9}: count accuracy {r['count_accuracy']:.3f}, "

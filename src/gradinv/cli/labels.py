@@ -28,14 +28,21 @@ def labels(strategy: str, as_json: bool, **round: Any) -> None:
         click.echo(json.dumps(result))
         return
     est = result["batch_size_estimate"] or {}
+    b = result["batch_size"]
+    if result["labels_recovered"] is None:
+        click.echo(
+            f"{strategy} on {model} ({composition}): the batch size is hidden and this model's "
+            f"update cannot reveal it (at least {est.get('at_least')}); no labels recovered"
+        )
+        return
     click.echo(
-        f"{strategy} on {model} (B={result['batch_size']}, {composition}): count accuracy "
+        f"{strategy} on {model} (B={b}, {composition}): count accuracy "
         f"{result['count_accuracy']:.3f}, exact {result['exact']}, {1000 * result['time_s']:.1f} ms"
     )
     click.echo(f"  true      {result['labels_true']}")
     click.echo(f"  recovered {result['labels_recovered']}")
-    if "estimate" in est:
+    if not result["batch_size_known"]:
         click.echo(
-            f"  batch-size estimate {est['estimate']} (confidence {est['confidence']:.2f}, "
-            f"layer {est['layer']})"
+            f"  batch size estimated from the update: {est.get('estimate')} (confidence "
+            f"{est.get('confidence', 0):.2f}, layer {est.get('layer')})"
         )

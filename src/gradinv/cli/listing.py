@@ -1,4 +1,4 @@
-"""`gradinv list`: everything that can be named on the command line."""
+"""`gradinv list`: everything that can be named on the command line, and every option."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import click
 
 from ..attacks import ATTACKS
 from ..data import COMPOSITIONS, DATASETS
+from ..defenses import DEFENSES
+from ..errors import GradinvError
+from ..generative import KINDS as GENERATOR_KINDS
 from ..labels import STRATEGIES
 from ..models import MODELS, model_options
+from ..options import OptionInfo, describe
 from ..priors import PRIORS
 from .app import app
 
@@ -20,10 +24,30 @@ def _section(title: str, items: dict[str, str]) -> None:
     click.echo("")
 
 
+def _options_of(name: str) -> tuple[str, list[OptionInfo]]:
+    if name in ATTACKS:
+        return f"attack {name}", ATTACKS.get(name).describe()
+    if name in DEFENSES:
+        return f"defense {name}", describe(DEFENSES.get(name))
+    choices = [*ATTACKS.names(), *DEFENSES.names()]
+    raise GradinvError(f"no attack or defense named {name!r}; choose from: {', '.join(choices)}")
+
+
 @app.command("list")
-def list_everything() -> None:
-    """List attacks, models, datasets, label strategies, compositions and priors."""
-    _section("attacks", ATTACKS.describe())
+@click.option("--options", "options_of", default=None, metavar="NAME",
+              help="print the options of one attack or defense (default, range, meaning)")  # fmt: skip
+def list_everything(options_of: str | None) -> None:
+    """List attacks, models, datasets, label strategies, compositions, priors, defenses and
+    generator kinds."""
+    if options_of:
+        title, options = _options_of(options_of)
+        click.echo(f"{title} options (--attack-opt KEY=VALUE; booleans: true/false):")
+        for o in options:
+            valid = f"  [{o.valid}]" if o.valid else ""
+            click.echo(f"  {o.name} = {o.default!r} ({o.type}){valid}")
+            click.echo(f"      {o.help}")
+        return
+    _section("attacks (`gradinv list --options NAME` for their options)", ATTACKS.describe())
     models = {n: f"{d}  options: {model_options(n) or '-'}" for n, d in MODELS.describe().items()}
     _section("models", models)
     _section("datasets", DATASETS)
@@ -31,3 +55,5 @@ def list_everything() -> None:
              "joint": "optimise soft labels with the images (DLG)", **STRATEGIES.describe()})  # fmt: skip
     _section("compositions", COMPOSITIONS)
     _section("priors (--prior NAME=WEIGHT)", PRIORS.describe())
+    _section("defenses (--defense NAME[:KEY=VALUE,...]; list --options NAME)", DEFENSES.describe())
+    _section("generator kinds (train-generator --kind)", GENERATOR_KINDS.describe())

@@ -55,7 +55,7 @@ def batch_indices(
     if n_labels > len(eligible):
         raise GradinvError(
             f"composition {composition!r} with batch size {batch_size} needs {n_labels} classes "
-            f"with {k} images each; dataset {dataset.name!r} has {len(eligible)}"
+            f"with {k} images each; dataset {dataset.spec!r} has {len(eligible)}"
         )
     chosen = rng.choice(eligible, size=n_labels, replace=False)
     picks = [rng.choice(per_class[c], size=k, replace=False) for c in chosen]

@@ -11,7 +11,8 @@ import struct
 import numpy as np
 
 from ..errors import GradinvError
-from .dataset import ImageDataset, array_loader, file_loader
+from .dataset import ImageDataset, array_loader, array_pixels
+from .files import file_loader, file_pixels
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -30,16 +31,6 @@ def _require_dir(path: str, what: str) -> None:
         raise GradinvError(f"{what} needs a directory: use '{what}:DIR'")
     if not os.path.isdir(path):
         raise GradinvError(f"{what}: directory not found: {path}")
-
-
-def load_digits() -> ImageDataset:
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
-    images = (bunch.images / 16.0).astype(np.float32)[:, None]  # values 0..16
-    return ImageDataset(
-        "digits", [str(d) for d in range(10)], bunch.target, 1, array_loader(images)
-    )
 
 
 # --- IDX (MNIST / Fashion-MNIST) ---------------------------------------------------------------
@@ -90,7 +81,10 @@ def load_fashion_mnist(directory: str = "", split: str = "train") -> ImageDatase
         )
     if labels.max(initial=0) >= len(FASHION_CLASSES):
         raise GradinvError(f"fashion-mnist: label {labels.max()} out of range 0..9")
-    return ImageDataset("fashion-mnist", FASHION_CLASSES, labels, 1, array_loader(images[:, None]))
+    images = images[:, None]
+    return ImageDataset(
+        "fashion-mnist", FASHION_CLASSES, labels, 1, array_loader(images), array_pixels(images)
+    )
 
 
 # --- CIFAR-10 python batches ---------------------------------------------------------------------
@@ -105,6 +99,8 @@ class _SafeUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("_codecs", "encode"),
+        ("__builtin__", "bytes"),  # protocol 2 writes an empty array's buffer as bytes()
+        ("builtins", "bytes"),
     }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
@@ -140,22 +136,40 @@ def load_cifar10(directory: str, split: str = "train") -> ImageDataset:
         raise GradinvError(f"cifar10: no data_batch_N or test_batch files in {directory}")
     images, labels = [], []
     for name in names:
-        batch = safe_unpickle(os.path.join(directory, name))
-        if not isinstance(batch, dict):
-            raise GradinvError(f"cifar10: {name} does not hold a dict")
-        data = np.asarray(_field(batch, "data"))
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-            raise GradinvError(
-                f"cifar10: {name} data has shape {data.shape}; expected (N, 3072) uint8"
-            )
-        images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(_field(batch, "labels"), dtype=np.int64))
-    labels_arr = np.concatenate(labels)
+        data, batch_labels = _cifar_batch(os.path.join(directory, name), name)
+        images.append(data)
+        labels.append(batch_labels)
+    data, labels_arr = np.concatenate(images), np.concatenate(labels)
+    if len(labels_arr) == 0:
+        raise GradinvError(f"cifar10: the {split} batches in {directory} hold 0 images")
     if labels_arr.min() < 0 or labels_arr.max() > 9:
         raise GradinvError("cifar10: labels outside 0..9")
     return ImageDataset(
-        "cifar10", CIFAR10_CLASSES, labels_arr, 3, array_loader(np.concatenate(images))
+        "cifar10", CIFAR10_CLASSES, labels_arr, 3, array_loader(data), array_pixels(data)
     )
+
+
+def _cifar_batch(path: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file as (N, 3, 32, 32) uint8 images and (N,) int64 labels, validated."""
+    batch = safe_unpickle(path)
+    if not isinstance(batch, dict):
+        raise GradinvError(f"cifar10: {name} does not hold a dict")
+    data = np.asarray(_field(batch, "data"))
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise GradinvError(f"cifar10: {name} data has shape {data.shape}; expected (N, 3072) uint8")
+    raw = _field(batch, "labels")
+    try:
+        labels = np.asarray(raw)
+    except (ValueError, TypeError):
+        raise GradinvError(f"cifar10: {name} labels are not a flat list of integers") from None
+    if labels.ndim != 1 or (len(labels) and not np.issubdtype(labels.dtype, np.integer)):
+        raise GradinvError(
+            f"cifar10: {name} labels must be a flat list of integers, got {labels.dtype} "
+            f"with shape {labels.shape}"
+        )
+    if len(labels) != len(data):
+        raise GradinvError(f"cifar10: {name} holds {len(data)} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 # --- image folders -------------------------------------------------------------------------------
@@ -184,7 +198,9 @@ def load_folder(directory: str) -> ImageDataset:
         labels += [c] * len(files)
     if not paths:
         raise GradinvError(f"folder: no images in class subfolders of {directory}")
-    return ImageDataset(f"folder:{directory}", classes, np.array(labels), 3, file_loader(paths))
+    return ImageDataset(
+        "folder", classes, np.array(labels), 3, file_loader(paths), file_pixels(paths)
+    )
 
 
 def load_flowers17(directory: str) -> ImageDataset:
@@ -199,4 +215,4 @@ def load_flowers17(directory: str) -> ImageDataset:
         )
     labels = np.arange(len(paths)) // 80
     classes = [f"flower{c:02d}" for c in range(len(paths) // 80)]
-    return ImageDataset("flowers17", classes, labels, 3, file_loader(paths))
+    return ImageDataset("flowers17", classes, labels, 3, file_loader(paths), file_pixels(paths))

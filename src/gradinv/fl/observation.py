@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,26 +18,32 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import GradinvError
-from .protocol import Protocol, Tensors
+from .protocol import LOSSES, Protocol, Tensors
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
 class Observation:
-    """What the server sees after one round.
+    """What the server sees after one round — and nothing else.
 
-    model: the architecture (the server chose it); its own weights are ignored, `parameters` count.
+    model: the server's own frozen copy of the architecture (never the client's module): its
+    trainable parameters are `parameters`, its frozen parameters `frozen`, its buffers the ones the
+    server is given (BatchNorm statistics the server is not given are reset to their defaults).
     parameters: trainable parameters the client received, by name.
     update: the client's gradient (FedSGD) or weight delta (FedAvg), same names as `parameters`.
     buffers: the buffers the server is given (e.g. BatchNorm running statistics), possibly none.
-    protocol: the client's hyper-parameters, known to the server.
+    frozen: parameters that do not require grad (the server sent them; they are not updated).
+    protocol: the client's hyper-parameters and training loss, known to the server.
     input_shape, num_classes, mean, std: the data interface; the model sees (x − mean) / std.
     batch_size, labels: only when the deployment reveals them (None otherwise).
     train_mode: whether the client ran the model in train mode (BatchNorm then uses batch statistics).
     model_spec: {"name", "options"} for built-in models, so a saved observation can be rebuilt.
     batch_stats: the client's batch statistics at each BatchNorm input ("<layer>.mean",
     "<layer>.var"), only when the deployment shares them (empty otherwise).
+    defenses: the defenses the client applied, with their parameters (the server knows the
+    protocol). secure_aggregation: the update is a sum over `num_clients` clients whose individual
+    batch sizes and labels the server never sees. privacy: accounting facts (e.g. DP-SGD's ε).
     """
 
     model: nn.Module
@@ -54,6 +61,46 @@ class Observation:
     model_spec: dict[str, Any] | None = None
     num_clients: int = 1
     batch_stats: Tensors = field(default_factory=dict)
+    frozen: Tensors = field(default_factory=dict)
+    defenses: list[dict[str, Any]] = field(default_factory=list)
+    secure_aggregation: bool = False
+    privacy: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_update(
+        cls,
+        model: nn.Module,
+        parameters: Tensors,
+        update: Tensors,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        *,
+        buffers: Tensors | None = None,
+        frozen_values: Tensors | None = None,
+        **fields: Any,
+    ) -> Observation:
+        """An observation of an update computed elsewhere (e.g. captured from a Flower round):
+        `model` is copied and sealed, `parameters` are the global weights the client received.
+        Parameters of `model` absent from `parameters` are frozen ones (values from
+        `frozen_values`, else the module's own)."""
+        server = server_copy(model, {**(frozen_values or {}), **parameters}, buffers or {})
+        trainable = set(parameters)
+        for name, p in server.named_parameters():
+            p.requires_grad_(name in trainable)
+        named = dict(server.named_parameters())
+        frozen = {k: v.detach().clone() for k, v in named.items() if k not in parameters}
+        obs = cls(
+            model=server,
+            parameters={k: v.detach().clone() for k, v in parameters.items()},
+            update={k: v.detach().clone().contiguous() for k, v in update.items()},
+            input_shape=tuple(input_shape),  # type: ignore[arg-type]
+            num_classes=int(num_classes),
+            buffers={k: v.detach().clone() for k, v in (buffers or {}).items()},
+            frozen=frozen,
+            model_spec=fields.pop("model_spec", None) or getattr(model, "gradinv_spec", None),
+            **fields,
+        )
+        return obs.validate()
 
     # --- convenience ---------------------------------------------------------------------------
     @property
@@ -100,15 +147,14 @@ class Observation:
                 for k, v in d.items()
             }
 
+        model = copy.deepcopy(self.model)  # nn.Module.to works in place: never move a shared one
         return replace(
             self,
-            # a copy: nn.Module.to works in place and would move the client's own model too
-            model=copy.deepcopy(self.model).to(device, dtype)
-            if dtype
-            else copy.deepcopy(self.model).to(device),
+            model=model.to(device, dtype) if dtype else model.to(device),
             parameters=move(self.parameters),
             update=move(self.update),
             buffers=move(self.buffers),
+            frozen=move(self.frozen),
             batch_stats=move(self.batch_stats),
             labels=None if self.labels is None else self.labels.to(device),
         )
@@ -136,17 +182,27 @@ class Observation:
                 )
             if not torch.isfinite(g).all():
                 raise GradinvError(f"update {k} contains NaN or Inf values; nothing to invert")
-        if len(self.mean) != self.input_shape[0] or len(self.std) != self.input_shape[0]:
-            raise GradinvError(f"mean/std need {self.input_shape[0]} channel values")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise GradinvError(f"batch size must be >= 1, got {self.batch_size}")
+        for kind, tensors in (("parameter", self.parameters), ("frozen parameter", self.frozen),
+                              ("buffer", self.buffers)):  # fmt: skip
+            for k, v in tensors.items():
+                if v.is_floating_point() and not torch.isfinite(v).all():
+                    raise GradinvError(f"{kind} {k} contains NaN or Inf values")
+        c = self.input_shape[0]
+        if len(self.mean) != c or len(self.std) != c:
+            raise GradinvError(
+                f"mean/std need {c} channel values, got {len(self.mean)}/{len(self.std)}"
+            )
+        check_normalization(self.mean, self.std)
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
+            raise GradinvError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
         if self.labels is not None:
+            check_labels(self.labels, self.num_classes)
             if self.batch_size is not None and len(self.labels) != self.batch_size:
                 raise GradinvError(f"{len(self.labels)} labels for batch size {self.batch_size}")
-            if len(self.labels) and (
-                self.labels.min() < 0 or self.labels.max() >= self.num_classes
-            ):
-                raise GradinvError(f"labels outside 0..{self.num_classes - 1}")
         return self
 
     # --- persistence (safetensors + JSON, never pickle) -----------------------------------------
@@ -155,6 +211,7 @@ class Observation:
         tensors = {f"param/{k}": v for k, v in self.parameters.items()}
         tensors |= {f"update/{k}": v for k, v in self.update.items()}
         tensors |= {f"buffer/{k}": v for k, v in self.buffers.items()}
+        tensors |= {f"frozen/{k}": v for k, v in self.frozen.items()}
         tensors |= {f"batchstat/{k}": v for k, v in self.batch_stats.items()}
         if self.labels is not None:
             tensors["labels"] = self.labels
@@ -173,13 +230,22 @@ class Observation:
             "train_mode": self.train_mode,
             "model_spec": self.model_spec,
             "num_clients": self.num_clients,
+            "defenses": self.defenses,
+            "secure_aggregation": self.secure_aggregation,
+            "privacy": self.privacy,
         }
         with open(os.path.join(directory, "observation.json"), "w") as fh:
             json.dump(meta, fh, indent=2)
 
     @classmethod
-    def load(cls, directory: str, model: nn.Module | None = None) -> Observation:
-        """Read an observation; built-in models are rebuilt from the spec, others must be passed."""
+    def load(
+        cls,
+        directory: str,
+        model: nn.Module | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> Observation:
+        """Read an observation; built-in models are rebuilt from the spec, others must be passed
+        (`model=`), as must a custom training loss (`loss=`): nothing executable is read from disk."""
         meta_path = os.path.join(directory, "observation.json")
         try:
             with open(meta_path) as fh:
@@ -187,29 +253,49 @@ class Observation:
             tensors = load_file(os.path.join(directory, "observation.safetensors"))
         except FileNotFoundError as exc:
             raise GradinvError(f"not an observation directory: {exc.filename} missing") from None
-        except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError) as exc:
+        except (
+            json.JSONDecodeError,
+            SafetensorError,
+            OSError,
+            UnicodeDecodeError,
+            RuntimeError,
+        ) as exc:
             raise GradinvError(f"corrupt observation in {directory}: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        if not isinstance(meta, dict) or meta.get("format") not in (1, FORMAT_VERSION):
             raise GradinvError(f"{meta_path}: unsupported observation format")
         try:
             shape = tuple(int(v) for v in meta["input_shape"])
             num_classes = int(meta["num_classes"])
-            protocol = Protocol(**meta["protocol"])
+            proto = dict(meta["protocol"])
+            loss_name = proto.pop("loss", "ce")
+            if loss_name not in LOSSES:
+                if loss is None:
+                    raise GradinvError(
+                        f"observation was made with the custom loss {loss_name!r}: pass loss=..."
+                    )
+                loss_name = loss
+            protocol = Protocol(**proto, loss=loss_name)
             spec = meta.get("model_spec")
             if model is None:
                 if not spec:
                     raise GradinvError("observation was made with a custom model: pass model=...")
-                from ..models import build_model
+                from ..models import build_model  # the models sit above fl in the pipeline
 
                 model = build_model(spec["name"], shape, num_classes, **spec.get("options", {}))
+                if meta.get("defenses"):  # wrappers a defense put around the model (PRECODE)
+                    from ..defenses import Defense
+
+                    for d in meta["defenses"]:
+                        model = Defense.from_dict(d).wrap_model(model)
             batch_size = meta.get("batch_size")
-            obs = cls(
-                model=model,
-                parameters=_prefixed(tensors, "param/"),
-                update=_prefixed(tensors, "update/"),
+            obs = cls.from_update(
+                model,
+                _prefixed(tensors, "param/"),
+                _prefixed(tensors, "update/"),
+                shape,  # type: ignore[arg-type]
+                num_classes,
                 buffers=_prefixed(tensors, "buffer/"),
-                input_shape=shape,  # type: ignore[arg-type]
-                num_classes=num_classes,
+                frozen_values=_prefixed(tensors, "frozen/"),
                 protocol=protocol,
                 mean=tuple(float(v) for v in meta["mean"]),
                 std=tuple(float(v) for v in meta["std"]),
@@ -219,13 +305,58 @@ class Observation:
                 model_spec=spec,
                 num_clients=int(meta.get("num_clients", 1)),
                 batch_stats=_prefixed(tensors, "batchstat/"),
+                defenses=list(meta.get("defenses", [])),
+                secure_aggregation=bool(meta.get("secure_aggregation", False)),
+                privacy=dict(meta.get("privacy", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             if isinstance(exc, GradinvError):
                 raise
             raise GradinvError(f"{meta_path}: malformed field ({exc})") from None
-        return obs.validate()
+        return obs
 
 
 def _prefixed(tensors: Tensors, prefix: str) -> Tensors:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def check_normalization(mean: Sequence[float], std: Sequence[float]) -> None:
+    """mean finite, std finite and > 0: anything else makes every attack return NaN images."""
+    for m in mean:
+        if not math.isfinite(float(m)):
+            raise GradinvError(f"normalisation mean must be finite, got {m}")
+    for s in std:
+        if not (math.isfinite(float(s)) and float(s) > 0):
+            raise GradinvError(f"normalisation std must be finite and > 0, got {s}")
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Integer class indices in 0..num_classes−1."""
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise GradinvError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if labels.ndim != 1:
+        raise GradinvError(f"labels must be a 1-d tensor, got shape {tuple(labels.shape)}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise GradinvError(f"labels outside 0..{num_classes - 1}")
+
+
+def server_copy(model: nn.Module, parameters: Tensors, buffers: Tensors) -> nn.Module:
+    """The server's sealed copy of the architecture: a deep copy holding the received parameters
+    and only the given buffers; BatchNorm statistics the server was not given are reset to their
+    initial values (the server cannot know them). Nothing in it aliases the client's tensors."""
+    server = copy.deepcopy(model)
+    for module in server.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            module.reset_running_stats()
+    state = dict(server.state_dict(keep_vars=True))
+    with torch.no_grad():
+        for k, v in {**parameters, **buffers}.items():
+            if k not in state:
+                raise GradinvError(f"observation tensor {k!r} does not exist in the model")
+            if tuple(v.shape) != tuple(state[k].shape):
+                raise GradinvError(
+                    f"shape mismatch for {k}: observation {tuple(v.shape)}, "
+                    f"model {tuple(state[k].shape)}"
+                )
+            state[k].copy_(v.to(state[k].dtype))
+    return server.eval()

@@ -14,7 +14,7 @@ from ..errors import GradinvError
 from ..fl import Observation
 from ..registry import Registry
 from .auto import auto
-from .batch_size import BatchSizeEstimate, estimate_batch_size
+from .batch_size import BatchSizeEstimate, batch_size_of, estimate_batch_size
 from .bias_corrected import bias_corrected
 from .common import last_layer_signal
 from .idlg import idlg
@@ -51,9 +51,7 @@ def recover_labels(
     The batch size is `batch_size`, else the observation's, else estimated from the update."""
     fn = STRATEGIES.get(strategy)
     if batch_size is None:
-        batch_size = observation.batch_size
-    if batch_size is None:
-        batch_size = estimate_batch_size(observation).estimate
+        batch_size = batch_size_of(observation)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise GradinvError(f"batch size must be an integer >= 1, got {batch_size!r}")
     labels = fn(observation, batch_size).long().cpu()
@@ -67,6 +65,7 @@ def recover_labels(
 __all__ = [
     "STRATEGIES",
     "BatchSizeEstimate",
+    "batch_size_of",
     "Strategy",
     "estimate_batch_size",
     "last_layer_signal",

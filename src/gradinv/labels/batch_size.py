@@ -20,7 +20,6 @@ from ..errors import GradinvError
 from ..fl import Observation
 
 SKETCH_START = 128  # rows of the first random sketch (enough for B < 128 in one pass)
-CLASSIFIER_CONFIDENCE = 0.25  # cap when the only linear layer is the classifier
 GRAM_MIN_RTOL = (
     1e-6  # above this tolerance the (faster) Gram-matrix eigenvalues are accurate enough
 )
@@ -28,15 +27,25 @@ GRAM_MIN_RTOL = (
 
 @dataclass
 class BatchSizeEstimate:
-    """estimate: the rank found. confidence in [0,1]: how clearly the singular values drop after
-    the estimate (3 decades or more = 1; 0 when the layer is full rank, i.e. B may be larger).
-    layer: the parameter used. exact_up_to: min(rows, cols) of that layer — estimates below it
-    are exact in theory."""
+    """What the update reveals about the batch size B.
 
-    estimate: int
+    estimate: B, when some hidden linear layer's rank stops short of what the layer could show
+    (its bound) with a clear drop in its singular values; None when no layer can tell (e.g.
+    LeNet, whose only linear layer is the classifier: its rank is ≤ 9 and counts distinct labels
+    rather than samples, so it only bounds B from below).
+    at_least: a lower bound that always holds (the largest numerical rank found).
+    confidence in [0,1]: how clearly the singular values drop after the estimate (3 decades or
+    more = 1). layer: the parameter the estimate (or the bound) comes from. exact_up_to: that
+    layer's bound — estimates below it are exact in theory."""
+
+    estimate: int | None
     confidence: float
     layer: str
     exact_up_to: int
+    at_least: int = 1
+
+
+MIN_CONFIDENCE = 0.5  # a drop of 1.5 decades: below that the rank is only a lower bound
 
 
 def singular_values(matrix: torch.Tensor, rtol: float) -> torch.Tensor:
@@ -66,9 +75,30 @@ def sketched_rank(matrix: torch.Tensor, rtol: float) -> tuple[torch.Tensor, bool
     return singular_values(small, rtol), False
 
 
+def layer_rank(grad: torch.Tensor, rtol: float, classifier: bool) -> tuple[int, float, int]:
+    """(numerical rank, confidence of the drop after it, bound the rank can reach) of one
+    linear layer's weight update. A classifier's rows sum to zero: its rank is ≤ classes − 1."""
+    s, _ = sketched_rank(grad, rtol)
+    bound = min(grad.shape)
+    if classifier:
+        bound = min(grad.shape[0] - 1, grad.shape[1])
+    if s[0] <= 0:
+        return 0, 0.0, bound
+    rank = int((s > s[0] * rtol).sum())
+    if rank < len(s):
+        gap = float(torch.log10(s[rank - 1] / s[rank].clamp_min(s[0] * 1e-300)))
+        confidence = max(0.0, min(1.0, gap / 3.0))
+    else:
+        confidence = 0.0
+    return rank, confidence, bound
+
+
 def estimate_batch_size(observation: Observation, rtol: float | None = None) -> BatchSizeEstimate:
-    """Numerical rank of the widest linear layer's weight update (for FedAvg the first linear
-    layer's input is the same at every local step, so its rank bound B still holds).
+    """B from the numerical ranks of the linear layers' weight updates (∇W = Σ_k δ_k a_kᵀ / B has
+    rank ≤ B; for FedAvg the first linear layer's input is the same at every local step, so the
+    bound still holds). Every layer whose rank can reach B is used: a layer whose rank stops below
+    its bound with a clear drop gives the estimate (the one with the largest bound wins);
+    otherwise only a lower bound is reported (`estimate=None`, `at_least`).
 
     rtol: singular values above rtol·s_max count (default 1e-4 for float32 updates, 1e-10 for
     float64). Raises a GradinvError when the model has no linear layer or the update is NaN/zero."""
@@ -78,28 +108,41 @@ def estimate_batch_size(observation: Observation, rtol: float | None = None) -> 
             "batch-size estimation needs a linear (nn.Linear) layer; the model has none — "
             "pass the batch size explicitly"
         )
-    name, grad = max(candidates, key=lambda item: min(item[1].shape))
-    if not torch.isfinite(grad).all():
-        raise GradinvError(
-            f"the update of {name} contains NaN or Inf; cannot estimate the batch size"
-        )
-    if rtol is None:
-        rtol = 1e-4 if grad.dtype != torch.float64 else 1e-10
-    if not 0 < rtol < 1:
+    if rtol is not None and not 0 < rtol < 1:
         raise GradinvError(f"rtol must be in (0, 1), got {rtol}")
-    s, _ = sketched_rank(grad, rtol)
-    if s[0] <= 0:
-        raise GradinvError(f"the update of {name} is all zero; cannot estimate the batch size")
-    rank = int((s > s[0] * rtol).sum())
-    if rank < min(len(s), min(grad.shape)):
-        gap = float(torch.log10(s[rank - 1] / s[rank].clamp_min(s[0] * 1e-300)))
-        confidence = max(0.0, min(1.0, gap / 3.0))
-    else:
-        confidence = 0.0
-    bound = min(grad.shape)
-    if grad.shape[0] == observation.num_classes and name == candidates[-1][0]:
-        # The classifier: its rows sum to zero (rank ≤ classes − 1) and rows of classes with
-        # p ≈ 0 are nearly zero, so the rank is only a lower bound on B here.
-        bound = min(grad.shape[0] - 1, grad.shape[1])
-        confidence = min(confidence, CLASSIFIER_CONFIDENCE)
-    return BatchSizeEstimate(rank, round(confidence, 4), name, bound)
+    rows = []
+    for name, grad in candidates:
+        if not torch.isfinite(grad).all():
+            raise GradinvError(
+                f"the update of {name} contains NaN or Inf; cannot estimate the batch size"
+            )
+        tol = rtol if rtol is not None else (1e-4 if grad.dtype != torch.float64 else 1e-10)
+        classifier = grad.shape[0] == observation.num_classes and name == candidates[-1][0]
+        rank, confidence, bound = layer_rank(grad, tol, classifier)
+        rows.append((name, rank, confidence, bound, classifier))
+    if all(rank == 0 for _, rank, _, _ in rows):
+        raise GradinvError(
+            "the linear layers' updates are all zero; cannot estimate the batch size"
+        )
+    at_least = max(rank for _, rank, _, _ in rows)
+    telling = [r for r in rows if 0 < r[1] < r[3] and r[2] >= MIN_CONFIDENCE]
+    if telling:
+        name, rank, confidence, bound = max(telling, key=lambda r: r[3])
+        return BatchSizeEstimate(rank, round(confidence, 4), name, bound, max(at_least, rank))
+    name, rank, confidence, bound = max(rows, key=lambda r: r[1])
+    return BatchSizeEstimate(None, round(confidence, 4), name, bound, at_least)
+
+
+def batch_size_of(observation: Observation) -> int:
+    """The batch size the server was told, else the estimate; a GradinvError when the update
+    cannot reveal it (the message gives the lower bound)."""
+    if observation.batch_size is not None:
+        return int(observation.batch_size)
+    found = estimate_batch_size(observation)
+    if found.estimate is None:
+        raise GradinvError(
+            f"the batch size is hidden and this model's update cannot reveal it (it shows at "
+            f"least {found.at_least} samples; layer {found.layer} saturates at "
+            f"{found.exact_up_to}): tell the server the batch size"
+        )
+    return int(found.estimate)

@@ -9,6 +9,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..errors import GradinvError
+from ..options import parse_text
 from ..registry import Registry
 from .cnn6 import cnn6
 from .convnet import convnet
@@ -16,6 +17,7 @@ from .lenet import lenet
 from .mlp import mlp4
 from .resnet import resnet18
 from .train import train_model
+from .user import check_output, is_user_model, load_user_model, parse_user_option
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 MODELS.register(
@@ -43,26 +45,31 @@ def model_options(name: str) -> dict[str, Any]:
 
 def parse_option(name: str, key: str, value: str) -> Any:
     """Convert a 'key=value' string to the type of the option's default (options are typed)."""
+    if is_user_model(name):
+        return parse_user_option(name, key, value)
     options = model_options(name)
     if key not in options:
         raise GradinvError(
             f"model {name!r} has no option {key!r}; valid options: {', '.join(options) or 'none'}"
         )
-    kind = type(options[key])
-    try:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        return kind(value)
-    except ValueError:
-        raise GradinvError(f"model option {key}={value!r}: expected {kind.__name__}") from None
+    return parse_text(value, options[key], f"model option {key}")
 
 
 def build_model(
-    name: str, in_shape: tuple[int, int, int], num_classes: int, **options: Any
+    name: str,
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    output: str | None = None,
+    /,
+    **options: Any,
 ) -> nn.Module:
-    """Build a registered model for inputs of shape (C, H, W)."""
+    """Build a registered model, or the user's (`file.py:Class` or a TorchScript file), for
+    inputs of shape (C, H, W). `output` picks the logits of a model returning a tuple or dict."""
+    if num_classes < 2:
+        raise GradinvError(f"a classifier needs at least 2 classes, got {num_classes}")
+    if is_user_model(name):
+        # user models carry no spec: a saved observation never re-runs the user's file
+        return load_user_model(name, tuple(in_shape), num_classes, output, **options)
     builder = MODELS.get(name)
     valid = model_options(name)
     for key in options:
@@ -70,9 +77,40 @@ def build_model(
             raise GradinvError(
                 f"model {name!r} has no option {key!r}; valid options: {', '.join(valid) or 'none'}"
             )
-    if num_classes < 2:
-        raise GradinvError(f"a classifier needs at least 2 classes, got {num_classes}")
-    return builder(in_shape=tuple(in_shape), num_classes=num_classes, **options)
+    for key, value in options.items():
+        if key == "width" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise GradinvError(f"model {name!r}: width must be an integer >= 1, got {value!r}")
+    try:
+        model = builder(in_shape=tuple(in_shape), num_classes=num_classes, **options)
+        check_output(model, tuple(in_shape), num_classes, name)
+    except (GradinvError, RuntimeError, ValueError) as exc:
+        smallest = min_image_size(name, in_shape[0], num_classes, options)
+        if smallest is None or smallest <= max(in_shape[1:]):
+            if isinstance(exc, GradinvError):
+                raise
+            raise GradinvError(f"model {name!r}: {str(exc).splitlines()[0]}") from None
+        raise GradinvError(
+            f"model {name!r} cannot take {in_shape[1]}x{in_shape[2]} images; the smallest size it "
+            f"takes is {smallest} (--image-size {smallest})"
+        ) from None
+    # Observations made from this module can be rebuilt from disk without the caller's help.
+    model.gradinv_spec = {"name": name, "options": dict(options)}
+    return model
+
+
+def min_image_size(
+    name: str, channels: int, num_classes: int, options: dict[str, Any], limit: int = 128
+) -> int | None:
+    """The smallest square input a built-in model accepts (None if none up to `limit`)."""
+    builder = MODELS.get(name)
+    for size in range(1, limit + 1):
+        try:
+            model = builder(in_shape=(channels, size, size), num_classes=num_classes, **options)
+            check_output(model, (channels, size, size), num_classes, name)
+            return size
+        except (GradinvError, RuntimeError, ValueError):
+            continue
+    return None
 
 
 __all__ = ["MODELS", "build_model", "model_options", "parse_option", "train_model"]

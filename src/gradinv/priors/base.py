@@ -11,6 +11,10 @@ from ..fl import Observation
 class Prior:
     """Base class: `weight · penalty(images)` is added to the matching loss.
 
+    `penalty` takes K dummy batches at once, images of shape (K, B, C, H, W) in [0,1], and returns
+    K values (K trials of an attack optimised together). Calling the prior on one batch
+    (B, C, H, W) returns the weighted scalar.
+
     Most priors only write `penalty`. Priors that need the optimiser's cooperation override the
     hooks below (all no-ops by default, so a plain prior leaves the optimisation unchanged):
     `group_size` (how many dummy batches are optimised jointly), `initial` (adjust the initial
@@ -26,9 +30,12 @@ class Prior:
         """Called once before optimisation (e.g. to hook BatchNorm layers). Default: nothing."""
 
     def penalty(self, images: torch.Tensor) -> torch.Tensor:
+        """(K, B, C, H, W) -> (K,) unweighted penalties."""
         raise NotImplementedError
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim == 4:
+            return self.weight * self.penalty(images[None])[0]
         return self.weight * self.penalty(images)
 
     # --- hooks for priors that need the optimiser's cooperation ---------------------------------

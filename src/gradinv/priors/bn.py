@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -61,6 +62,7 @@ class BatchNormStatistics(Prior):
         self._names = names
         self._targets = [(m.detach(), v.detach()) for m, v in targets]
         self._obs = observation
+        self._model = copy.deepcopy(observation.model).train(observation.train_mode)
         self._params = {k: v.detach() for k, v in observation.parameters.items()}
 
     def discrepancy(self, images: torch.Tensor) -> torch.Tensor:
@@ -68,13 +70,7 @@ class BatchNormStatistics(Prior):
         if not self._names:
             return images.new_zeros(())
         obs = self._obs
-        model = obs.model
-        was_training = model.training
-        model.train(obs.train_mode)
-        try:
-            stats = batchnorm_statistics(model, self._params, obs.buffers, obs.normalize(images))
-        finally:
-            model.train(was_training)
+        stats = batchnorm_statistics(self._model, self._params, obs.buffers, obs.normalize(images))
         total = images.new_zeros(())
         for name, (mean, var) in zip(self._names, self._targets, strict=True):
             total = total + torch.linalg.vector_norm(stats[f"{name}.mean"] - mean)
@@ -82,4 +78,4 @@ class BatchNormStatistics(Prior):
         return total
 
     def penalty(self, images: torch.Tensor) -> torch.Tensor:
-        return self.discrepancy(images)
+        return torch.stack([self.discrepancy(batch) for batch in images])

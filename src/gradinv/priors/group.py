@@ -56,9 +56,13 @@ class GroupConsistency(Prior):
         return torch.stack(out)
 
     def penalty(self, images: torch.Tensor) -> torch.Tensor:
-        members = self.aligned(images)
-        consensus = members.detach().mean(dim=0, keepdim=True)
-        return (members - consensus).pow(2).flatten(2).sum(2).mean()
+        """images: (K, G·B, C, H, W), the whole group of each of K trials."""
+        values = []
+        for trial in images:
+            members = self.aligned(trial)
+            consensus = members.detach().mean(dim=0, keepdim=True)
+            values.append((members - consensus).pow(2).flatten(2).sum(2).mean())
+        return torch.stack(values)
 
     def fuse(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         return self.aligned(images).mean(dim=0)

@@ -20,4 +20,4 @@ class L2Norm(Prior):
     """
 
     def penalty(self, images: torch.Tensor) -> torch.Tensor:
-        return images.pow(2).flatten(1).sum(1).mean()
+        return images.pow(2).flatten(2).sum(2).mean(1)

@@ -28,7 +28,7 @@ class LangevinNoise(Prior):
         self._std = observation._stat(observation.std)
 
     def penalty(self, images: torch.Tensor) -> torch.Tensor:
-        return (images * 0).sum()  # differentiable zero
+        return (images * 0).flatten(1).sum(1)  # differentiable zeros
 
     def scale(self, iteration: int, total: int) -> float:
         """Noise standard deviation (pixel units) after step `iteration` of `total`."""

@@ -26,5 +26,5 @@ class TotalVariation(Prior):
         dy = images[..., 1:, :] - images[..., :-1, :]
         dx = images[..., :, 1:] - images[..., :, :-1]
         if not self.isotropic:
-            return dy.abs().mean() + dx.abs().mean()
-        return (dy[..., :, :-1].pow(2) + dx[..., :-1, :].pow(2) + 1e-8).sqrt().mean()
+            return dy.abs().flatten(1).mean(1) + dx.abs().flatten(1).mean(1)
+        return (dy[..., :, :-1].pow(2) + dx[..., :-1, :].pow(2) + 1e-8).sqrt().flatten(1).mean(1)

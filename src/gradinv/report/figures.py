@@ -97,13 +97,19 @@ def save_progress_gif(
     truth: torch.Tensor,
     snapshots: Sequence[tuple[int, torch.Tensor]],
     order: Sequence[int] | None = None,
+    reference_row: bool = True,
 ) -> None:
-    """Animation of the reconstruction evolving (truth on the left / top for reference)."""
+    """Animation of the reconstruction evolving (the truth above it for reference, when known:
+    `reference_row=False` when it is not: `truth` then only gives the layout)."""
     if not snapshots:
         snapshots = [(0, truth * 0)]
     h, cols = truth.shape[-1], min(truth.shape[0], MAX_COLUMNS)
     scale = max(1, min(128 // h, 1024 // (cols * h)))  # big enough to see, at most ~1000 px wide
-    reference = grid_image(truth, scale)
+    reference = (
+        grid_image(truth, scale)
+        if reference_row
+        else Image.new("RGB", (grid_image(truth, scale).width, 0))
+    )
     frames = []
     for it, images in snapshots:
         imgs = images if order is None else images[torch.as_tensor(list(order))]
@@ -139,6 +145,26 @@ def save_curve(
         ax2.set_ylabel("PSNR (dB)", color="tab:red")
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_images_png(path: str, images: torch.Tensor, title: str = "") -> None:
+    """A reconstruction alone (no ground truth to compare with), e.g. from a saved observation."""
+    b = images.shape[0]
+    cols = min(b, MAX_COLUMNS)
+    rows = (b + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(max(3.6, 1.3 * cols + 0.6), 1.5 * rows + 0.5),
+                             squeeze=False)  # fmt: skip
+    for ax in axes.flat:
+        ax.axis("off")
+    gray = images.shape[1] == 1
+    for i in range(b):
+        axes[i // cols, i % cols].imshow(_hwc(images[i]), cmap="gray" if gray else None, vmin=0,
+                                         vmax=1)  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

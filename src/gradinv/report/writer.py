@@ -2,34 +2,88 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 
 import yaml
 
+from ..errors import GradinvError
 from ..metrics import match, psnr
-from .figures import save_curve, save_progress_gif, save_reconstruction_png
+from .figures import save_curve, save_images_png, save_progress_gif, save_reconstruction_png
+
+
+@contextlib.contextmanager
+def output_directory(
+    out: str, overwrite: bool = False, marker: str = "metrics.json"
+) -> Iterator[str]:
+    """Check `out` before any work: writable, and not holding an earlier run (`marker`) unless
+    `overwrite`. A directory this call created is removed again if the work fails and leaves it
+    empty, so failed runs leave nothing behind."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise GradinvError(f"cannot write to {out!r}: it is a file, not a directory")
+    if os.path.isfile(os.path.join(out, marker)) and not overwrite:
+        raise GradinvError(
+            f"{out!r} already holds a report ({marker}); pass --overwrite or choose another --out"
+        )
+    created = not os.path.exists(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        raise GradinvError(f"cannot write to {out!r}: {exc.strerror or exc}") from None
+    try:
+        yield out
+    except BaseException:
+        if created and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
+        raise
+
+
+def check_output_file(path: str) -> None:
+    """Fail before any work if `path` cannot be written as a file."""
+    if os.path.isdir(path):
+        raise GradinvError(f"cannot write {path!r}: it is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise GradinvError(f"cannot write {path!r}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise GradinvError(f"cannot write {path!r}: permission denied")
 
 
 def write_report(out: str, result) -> dict[str, str]:  # noqa: ANN001 - RunResult (avoid import cycle)
-    """Write metrics.json, config.yaml, reconstruction.png, progress.gif and curve.png into `out`.
-    Metrics and config go first so nothing computed is lost if a figure fails."""
+    """Write metrics.json, config.yaml and reconstruction.png into `out`, plus progress.gif and
+    curve.png when the attack iterated. Metrics and config go first so nothing computed is lost if
+    a figure fails. Without ground truth (a saved observation attacked alone) the figures show
+    the reconstruction only."""
     os.makedirs(out, exist_ok=True)
     m, rec, truth = result.metrics, result.reconstruction, result.images
-    paths = {name: os.path.join(out, name) for name in
-             ("metrics.json", "config.yaml", "reconstruction.png", "progress.gif", "curve.png")}  # fmt: skip
+    names = ["metrics.json", "config.yaml", "reconstruction.png"]
+    if rec.loss_history:
+        names += ["progress.gif", "curve.png"]
+    paths = {name: os.path.join(out, name) for name in names}
     with open(paths["metrics.json"], "w") as fh:
         json.dump(m, fh, indent=2)
     with open(paths["config.yaml"], "w") as fh:
         yaml.safe_dump(result.config.to_dict(), fh, sort_keys=False)
+    if truth is None:
+        title = f"{m['attack']}: reconstruction (no ground truth given)"
+        save_images_png(paths["reconstruction.png"], rec.images, title)
+        if rec.loss_history:
+            save_progress_gif(paths["progress.gif"], rec.images, rec.snapshots, None, False)
+            save_curve(paths["curve.png"], rec.loss_history, [], title)
+        return paths
     order = m["assignment"]
     matched = rec.images[order]
     title = f"{m['attack']} on {m['model']}, batch {m['batch_size']}: {m['psnr']:.2f} dB mean PSNR"
     save_reconstruction_png(paths["reconstruction.png"], truth, matched, m["psnr_per_image"], title)
-    save_progress_gif(paths["progress.gif"], truth, rec.snapshots, order)
-    points = []
-    for it, images in rec.snapshots:
-        o = match(images, truth)
-        points.append((it, float(psnr(images[o], truth).mean())))
-    save_curve(paths["curve.png"], rec.loss_history, points, title)
+    if rec.loss_history:
+        save_progress_gif(paths["progress.gif"], truth, rec.snapshots, order)
+        points = []
+        for it, images in rec.snapshots:
+            o = match(images, truth)
+            points.append((it, float(psnr(images[o], truth).mean())))
+        save_curve(paths["curve.png"], rec.loss_history, points, title)
     return paths
