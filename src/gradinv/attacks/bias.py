@@ -9,6 +9,7 @@ import torch
 
 from ..errors import GradinvError
 from ..fl import Observation
+from ..options import option
 from ._certify import Certifier, couples_samples, tolerance_for
 from ._closed_form import batch_size, first_linear, gradients, to_images
 from .base import ATTACKS, Attack, Reconstruction
@@ -43,19 +44,15 @@ class BiasAttack(Attack):
     contract_model_options = {"width": 100}
     contract_options = {}
     contract_batch_size = 2
-    rows: int = 256  # rows with the largest |∇b_i| used (B = 1) or clustered (B > 1)
-    agreement: float = 1e-4  # relative distance under which two rows' ratios are one sample
-    certify_tolerance: float = 0.0  # certified: own gradient removed to this (0: 100 × roundoff)
-
-    def check(self) -> None:
-        if self.rows < 1:
-            raise GradinvError(f"bias attack rows must be >= 1, got {self.rows}")
-        if not 0 < self.agreement < 1:
-            raise GradinvError(f"bias attack agreement must be in (0, 1), got {self.agreement}")
-        if not 0 <= self.certify_tolerance < 1:
-            raise GradinvError(
-                f"bias attack certify_tolerance must be in [0, 1), got {self.certify_tolerance}"
-            )
+    rows: int = option(256, "rows with the largest |∇b_i| used (B = 1) or grouped (B > 1)", low=1)
+    agreement: float = option(
+        1e-4, "relative distance under which two rows' ratios are one candidate sample",
+        low=0, high=1, low_open=True, high_open=True,
+    )  # fmt: skip
+    certify_tolerance: float = option(
+        0.0, "largest residual of a certified sample's own gradient, relative to it "
+        "(0: 100 × the update's unit roundoff, at least 1e-9)", low=0, high=1, high_open=True,
+    )  # fmt: skip
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()

@@ -13,6 +13,7 @@ from ..analysis.rank import chain, invertible, pivoted_cholesky
 from ..errors import GradinvError
 from ..fl import Observation
 from ..fl.protocol import simulate_update
+from ..options import option
 from ._closed_form import batch_size, gradients, to_images
 from .base import ATTACKS, Attack, Reconstruction
 
@@ -58,18 +59,18 @@ class RGap(Attack):
     contract_model = "cnn6"
     contract_options = {}
     contract_batch_size = 1
-    ridge: float = 1e-10  # relative Tikhonov term for rank-deficient layers (min-norm-like)
-    rank_analysis: bool = True  # each layer's rank deficit (a pivoted Cholesky, also the solve)
-    rank_limit: int = 5000  # ... for layers with at most this many unknowns (O(n³) each)
-    exact_residual: float = 1e-3  # largest relative gradient residual of an exact result
-
-    def check(self) -> None:
-        if not 0 <= self.ridge < 1:
-            raise GradinvError(f"rgap ridge must be in [0, 1), got {self.ridge}")
-        if self.rank_limit < 0:
-            raise GradinvError(f"rgap rank_limit must be >= 0, got {self.rank_limit}")
-        if not 0 < self.exact_residual < 1:
-            raise GradinvError(f"rgap exact_residual must be in (0, 1), got {self.exact_residual}")
+    ridge: float = option(
+        1e-10, "relative Tikhonov term for rank-deficient layers (min-norm-like)",
+        low=0, high=1, high_open=True,
+    )  # fmt: skip
+    rank_analysis: bool = option(
+        True, "each layer's rank deficit (the pivoted Cholesky that also solves it)"
+    )
+    rank_limit: int = option(5000, "... for layers with at most this many unknowns", low=0)
+    exact_residual: float = option(
+        1e-3, "largest relative gradient residual of a result reported exact",
+        low=0, high=1, low_open=True, high_open=True,
+    )  # fmt: skip
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()

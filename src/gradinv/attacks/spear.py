@@ -13,6 +13,7 @@ from scipy.optimize import linprog
 
 from ..errors import GradinvError
 from ..fl import Observation
+from ..options import option
 from ._certify import Candidate, Certifier, couples_samples, tolerance_for
 from ._closed_form import (
     batch_size,
@@ -77,23 +78,19 @@ class Spear(Attack):
     contract_model_options = {"width": 100}
     contract_options = {}
     contract_batch_size = 4
-    method: str = "auto"  # auto | cone | sampling
-    max_programs: int = 0  # cone: linear programs to solve (0: 12·B + 40)
-    max_samples: int = 4000  # sampling: draws of B−1 rows
-    tolerance: float = 0.0  # relative zero threshold (0: 1e-5 for float32, 1e-9 for float64)
-    certify_tolerance: float = 0.0  # certified: own gradient removed to this (0: 100 × roundoff)
-
-    def check(self) -> None:
-        if self.method not in METHODS:
-            raise GradinvError(f"spear method {self.method!r}; choose from: {', '.join(METHODS)}")
-        if self.max_programs < 0 or self.max_samples < 1:
-            raise GradinvError("spear needs max_programs >= 0 and max_samples >= 1")
-        if self.tolerance < 0:
-            raise GradinvError(f"spear tolerance must be >= 0, got {self.tolerance}")
-        if not 0 <= self.certify_tolerance < 1:
-            raise GradinvError(
-                f"spear certify_tolerance must be in [0, 1), got {self.certify_tolerance}"
-            )
+    method: str = option(
+        "auto", "search: cone (a linear layer reads the ReLU outputs), sampling, or auto",
+        choices=METHODS,
+    )  # fmt: skip
+    max_programs: int = option(0, "cone: linear programs to solve (0: 12·B + 40)", low=0)
+    max_samples: int = option(4000, "sampling: draws of B−1 rows", low=1)
+    tolerance: float = option(
+        0.0, "relative zero threshold of the search (0: 1e-5 for float32, 1e-9 for float64)", low=0
+    )
+    certify_tolerance: float = option(
+        0.0, "largest residual of a certified sample's own gradient, relative to it "
+        "(0: 100 × the update's unit roundoff, at least 1e-9)", low=0, high=1, high_open=True,
+    )  # fmt: skip
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
