@@ -106,7 +106,9 @@ def main() -> None:
               f"{r['cert_min']} | {r['cert_wrong']} | {r['attack_s']:.1f} |")  # fmt: skip
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump(rows, fh, indent=2)
+            json.dump({"command": "python benchmarks/closed_forms.py --out "
+                       "docs/results/closed_forms.json", "threads": args.threads,
+                       "rows": rows}, fh, indent=2)  # fmt: skip
 
 
 if __name__ == "__main__":

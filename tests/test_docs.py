@@ -37,10 +37,9 @@ def test_links_stay_inside_the_repository(path):
 def test_readme_example_prints_what_its_comment_says():
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    promised = re.search(r"# prints ([0-9.]+)", code)
+    promised = re.search(r"# prints (\S+)", code)
     assert promised, "the README example must say what it prints"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
-    printed = float(out.getvalue().strip().splitlines()[-1])
-    assert f"{printed:.1f}" == promised.group(1), (printed, promised.group(1))
+    assert out.getvalue().strip().splitlines()[-1] == promised.group(1)

@@ -125,6 +125,20 @@ def sweep_scaling(root: str, arg: str | None) -> str:
     )
 
 
+def closed_forms(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/closed_forms.json"
+    data = _load(root, path)
+    rows = []
+    for r in data["rows"]:
+        rows.append([f"`{r['attack']}`", r["model"], r["width"] or "—", r["image_size"],
+                     r["dtype"], r["batch_size"], f"{r['success_rate']:.0%}",
+                     _fmt(r["psnr_min"]), r["certified"] if r["certified"] is not None else "—",
+                     r["cert_wrong"], _fmt(r["attack_s"])])  # fmt: skip
+    header = ["attack", "model", "width", "image", "dtype", "B", "≥ 60 dB", "min PSNR",
+              "certified", "wrong certificates", "seconds"]  # fmt: skip
+    return _rows(header, rows) + _source(data, path)
+
+
 def labels(root: str, arg: str | None) -> str:
     """Per strategy and model state: mean count accuracy and exact rate over the cells with B > 1."""
     path = arg or "docs/results/labels-full/results.json"
@@ -155,6 +169,7 @@ RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "batch-size": batch_size,
     "sweep-scaling": sweep_scaling,
     "labels": labels,
+    "closed-forms": closed_forms,
 }
 
 
