@@ -139,6 +139,25 @@ def closed_forms(root: str, arg: str | None) -> str:
     return _rows(header, rows) + _source(data, path)
 
 
+def memory(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/memory.json"
+    data = _load(root, path)
+    rows = [[r["case"], _fmt(r["baseline_mb"], 0), _fmt(r["peak_mb"], 0), _fmt(r["attack_mb"], 0),
+             _fmt(r["seconds"], 1)] for r in data["rows"]]  # fmt: skip
+    header = ["case", "baseline RSS (MB)", "peak RSS (MB)", "added by the attack (MB)", "seconds"]
+    return _rows(header, rows) + _source(data, path)
+
+
+def lbfgs(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/lbfgs.json"
+    data = _load(root, path)
+    rows = [[r["history"], "yes" if r["line_search"] else "no (fixed step)",
+             _fmt(r["psnr_median"]), _fmt(min(r["psnr"])), _fmt(r["seconds_median"])]
+            for r in data["rows"]]  # fmt: skip
+    header = ["history", "line search", "median PSNR (dB)", "min", "median seconds"]
+    return _rows(header, rows) + _source(data, path)
+
+
 def labels(root: str, arg: str | None) -> str:
     """Per strategy and model state: mean count accuracy and exact rate over the cells with B > 1."""
     path = arg or "docs/results/labels-full/results.json"
@@ -170,6 +189,8 @@ RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "sweep-scaling": sweep_scaling,
     "labels": labels,
     "closed-forms": closed_forms,
+    "memory": memory,
+    "lbfgs": lbfgs,
 }
 
 
