@@ -157,3 +157,22 @@ def test_real_process_prints_no_traceback(tmp_path):
         proc.stderr.strip()
         == "error: unknown attack 'nope'; choose from: " + proc.stderr.split("from: ")[1].strip()
     )
+
+
+def test_ctrl_c_while_importing_exits_130_without_a_traceback(monkeypatch, capsys):
+    import builtins
+
+    from gradinv import _entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "cli" or name.endswith(".cli"):
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry.entry()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
