@@ -5,8 +5,8 @@ out of distribution (digits, lfw and the built-in photos, gray and resized to 28
 inverter trained on defended updates (the adaptive attacker).
 
 The experiment is a list of cells (plain config dicts) run by the module-level, picklable
-`learned_cells.cell(config, out_dir)`; `run_cells` runs them one after another. A sweep runner
-with the same cell signature (gradinv.sweep.run_sweep(..., cell_fn=cell)) can take its place.
+`learned_cells.cell(config, out_dir)` through the sweep runner (DIR/sweep; `--engine`,
+`--workers`, `--resume`); the inverters are trained (or found in the cache) first.
 Every choice is blind: recipes were set on held-out *training* images, IG runs with its
 defaults, hidden batch sizes are counted by the network (within the analytic bound) — PSNR
 against the private images is reporting only.
@@ -34,8 +34,6 @@ from ..errors import GradinvError
 from ..learned import cached_inverter
 from . import learned_report
 from .learned_cells import cell
-
-CellFn = Callable[[dict[str, Any], str], dict[str, Any]]
 
 
 @dataclass
@@ -152,21 +150,34 @@ def cells(s: LearnedSettings) -> list[dict[str, Any]]:
     return out
 
 
-def cell_dir(out: str, cid: str) -> str:
-    return os.path.join(out, "cells", cid.replace("/", "__").replace(":", "-").replace("=", "-"))
+def sweep_cell(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    """The sweep runner's cell: the grid's one axis, `cell`, holds whole experiment configs."""
+    return cell(config["cell"], out_dir)
 
 
-def run_cells(configs: list[dict[str, Any]], out: str, cell_fn: CellFn = cell,
-              log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Run the cells one after another; {id: metrics}. (A sweep runner taking
-    `cell_fn(config, out_dir)` runs the same configs in parallel.)"""
-    results = {}
-    for config in configs:
-        metrics = cell_fn(config, cell_dir(out, config["id"]))
-        results[config["id"]] = metrics
+def run_cells(configs: list[dict[str, Any]], out: str, engine: str = "local", workers: int = 1,
+              resume: bool = False, log: Callable[[str], None] | None = None,
+              ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:  # fmt: skip
+    """Run the cells through the sweep runner (DIR/sweep: resumable, `workers` at once);
+    ({id: metrics}, {id: cell directory}). A failed cell is a GradinvError naming it."""
+    from ..sweep import Grid, run_sweep
+
+    root = os.path.join(out, "sweep")
+    grid = Grid(base={}, axes={"cell": configs}, settings=None)
+    result = run_sweep(grid, root, engine=engine, workers=workers, resume=resume, threads=1,
+                       cell_fn=sweep_cell, check_fn=None, progress=log is not None,
+                       metrics=())  # fmt: skip
+    if result.failed:
+        raise GradinvError(
+            f"{len(result.failed)} cell(s) failed, e.g. {result.failed[0]}; rerun with --resume"
+        )
+    results, dirs = {}, {}
+    for sweep_cell_, config in zip(grid.cells(), configs, strict=True):
+        results[config["id"]] = result.records[sweep_cell_.id]["metrics"]
+        dirs[config["id"]] = os.path.join(root, "cells", sweep_cell_.id)
         if log:
-            log(f"{config['id']}: {_summary(metrics)}")
-    return results
+            log(f"{config['id']}: {_summary(results[config['id']])}")
+    return results, dirs
 
 
 def _summary(m: dict[str, Any]) -> str:
@@ -206,7 +217,9 @@ def run_learned_inversion(
     quick: bool = False,
     settings: LearnedSettings | None = None,
     log: Callable[[str], None] | None = None,
-    cell_fn: CellFn = cell,
+    engine: str = "local",
+    workers: int = 1,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train the inverters (cached), run every cell, and write results.json, claims.json,
     report.md and the figures into `out`; returns {"claims": [...], ...}."""
@@ -220,10 +233,11 @@ def run_learned_inversion(
     try:
         inverters = train_inverters(s, log)
         configs = cells(s)
-        results = run_cells(configs, out, cell_fn, log)
+        results, dirs = run_cells(configs, out, engine, workers, resume, log)
     finally:
         torch.set_num_threads(threads)
     payload = {
+        "command": f"gradinv experiment learned-inversion{' --quick' if quick else ''} --out {out}",
         "quick": quick,
         "settings": asdict(s),
         "deployment": deployment(),
@@ -242,5 +256,5 @@ def run_learned_inversion(
         json.dump(payload, fh, indent=2)
     with open(os.path.join(out, "claims.json"), "w") as fh:
         json.dump(claims, fh, indent=2)
-    learned_report.write(out, payload, claims, {c["id"]: cell_dir(out, c["id"]) for c in configs})
+    learned_report.write(out, payload, claims, dirs)
     return {"claims": claims, **payload}

@@ -180,6 +180,53 @@ def labels(root: str, arg: str | None) -> str:
     return _rows(header, rows) + _source(data, path)
 
 
+def learned_targets(root: str, arg: str | None) -> str:
+    """The learned-inversion targets (benchmarks/learned_targets.py): measured vs. target."""
+    path = arg or "docs/results/learned_targets.json"
+    data = _load(root, path)
+    c, inv = data["cells"], data["inverters"]
+
+    def ms(m: dict[str, Any]) -> str:
+        return f"{_fmt(m['mean'])} ± {_fmt(m['std'])} (n={m['n']})"
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    b1, ig = c["learned/b1/fashion-mnist/B1"], c["ig/fashion-mnist/B1"]
+    gain = b1["psnr"]["mean"] - b1["mean_image_psnr"]["mean"]
+    t = inv["b1"]
+    rows = [
+        ["B = 1 PSNR on fashion-mnist@test (dB)", ms(b1["psnr"]), "≥ 20",
+         met(b1["psnr"]["mean"] >= 20)],
+        ["… above the mean image (dB)", f"{_fmt(gain)} (mean image {ms(b1['mean_image_psnr'])})",
+         "≥ 8", met(gain >= 8)],
+        ["… IG (labels given, same budget as below) (dB)", ms(ig["psnr"]), "—", "—"],
+        ["default recipe's training (B = 1)", f"{t['epochs']} epochs, {t['train_images']} images, "
+         f"{_fmt(t['seconds'], 0)} s wall / {_fmt(t['cpu_seconds'], 0)} s CPU", "—", "—"],
+        ["one reconstruction (median / max ms)", f"{_fmt(b1['reconstruction_ms']['median'])} / "
+         f"{_fmt(b1['reconstruction_ms']['max'])}", "< 50",
+         met(b1["reconstruction_ms"]["median"] < 50)],
+    ]  # fmt: skip
+    count = c["count/per-size/random"]["per_batch_size"]
+    for b, r in count.items():
+        rows.append([f"hidden B = {b} counted exactly (network / auto / analytic)",
+                     f"{r['network']:.0%} / {r['auto']:.0%} / {r['analytic']:.0%} "
+                     f"({r['batches']} batches)", "≥ 95 %",
+                     met(max(r["network"], r["auto"]) >= 0.95)])  # fmt: skip
+    for name in (k for k in inv if k not in ("b1", "per-size")):
+        learned, base = c[f"learned/{name}/fashion-mnist/B1"], c[f"ig/{name}/fashion-mnist/B1"]
+        diff = learned["psnr"]["mean"] - base["psnr"]["mean"]
+        rows.append([f"`{name}`: learned − defense-aware IG (dB)",
+                     f"{_fmt(diff)} ({ms(learned['psnr'])} vs {ms(base['psnr'])})", "≥ 3",
+                     met(diff >= 3)])  # fmt: skip
+    budgets = ", ".join(f"{k}: {v['epochs']} epochs" for k, v in inv.items())
+    return (
+        _rows(["target", "measured", "target", "met"], rows)
+        + f"\nInverters: {budgets}.\n"
+        + _source(data, path)
+    )
+
+
 RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "defaults": defaults,
     "iteration-cost": iteration_cost,
@@ -191,6 +238,7 @@ RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "closed-forms": closed_forms,
     "memory": memory,
     "lbfgs": lbfgs,
+    "learned-targets": learned_targets,
 }
 
 
