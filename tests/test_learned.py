@@ -273,9 +273,14 @@ def test_hidden_batch_size(cache):
     assert rec.info["batch_size_source"] == "network"
     assert rec.info["batch_size"] in (1, 2) and rec.images.shape[0] == rec.info["batch_size"]
     assert set(rec.info["count_probabilities"]) == {"1", "2"}
-    rec = make_attack("learned", inverter=directory, count="analytic").reconstruct(obs)
-    assert rec.info["batch_size_source"] == "analytic"
-    assert rec.info["analytic_batch_size"]["estimate"] == rec.info["batch_size"]
+    # LeNet's only linear layer is the classifier: its rank bounds B from below, never tells it
+    with pytest.raises(
+        GradinvError, match=r"cannot reveal the batch size analytically \(it shows at least"
+    ):
+        make_attack("learned", inverter=directory, count="analytic").reconstruct(obs)
+    rec = make_attack("learned", inverter=directory, count="auto").reconstruct(obs)
+    bound = rec.info["analytic_batch_size"]
+    assert bound["estimate"] is None and rec.info["batch_size"] >= bound["at_least"] >= 1
 
 
 def test_pipeline_scores_a_wrong_count_apart(cache, monkeypatch):
@@ -372,7 +377,7 @@ def test_cache_trains_once(tmp_path, monkeypatch):
 # --- the experiment ------------------------------------------------------------------------------
 def test_quick_experiment(tmp_path):
     """The --quick experiment end to end (its inverters come from the GRADINV_CACHE, so CI trains
-    them once). Thresholds sit below the values measured over seeds 0, 1 and 2 (docs/learned.md)."""
+    them once). Its thresholds sit well below the values its seed-0 run measured (docs/learned.md)."""
     from gradinv.experiments.learned_inversion import run_learned_inversion
 
     out = str(tmp_path / "learned")

@@ -163,8 +163,8 @@ class Learned(Attack):
     ) -> tuple[int, str]:
         """The batch size to invert for when the observation hides it, and where it came from.
 
-        analytic: the rank estimate (on LeNet it counts the distinct labels, so it undercounts
-        batches with repeated labels). network: the count head (or the set head's present
+        analytic: the rank estimate (None on LeNet, whose only linear layer is the classifier:
+        its rank counts distinct labels, a lower bound only). network: the count head (or the set head's present
         slots). auto: the network's most probable size among those the analytic lower bound
         allows (rank(∇W) ≤ B) — the bound only holds for undefended updates (noise, sign and
         pruning raise the rank), so under a defense auto is the network alone."""

@@ -71,6 +71,7 @@ def claims(payload: dict, s: Any) -> list[dict]:
         f"exact-count rate >= {s.target_count} over B = 1, 2, 4",
         {"auto": count["overall"]["auto"], "network": count["overall"]["network"],
          "analytic_estimate": count["overall"]["analytic"],
+         "analytic_bound": count["overall"].get("analytic_bound"),
          "per_batch_size": count["per_batch_size"],
          "unique_labels": c["count/per-size/unique"]["overall"],
          "set_head": c["count/set/random"]["overall"]},
@@ -254,13 +255,15 @@ def write(out: str, payload: dict, claims_: list[dict], dirs: dict[str, str]) ->
         if row:
             lines.append(row)
     lines += ["", "## Counting hidden batch sizes", "",
-              "| cell | network | auto | analytic | per B |", "|---|---|---|---|---|"]  # fmt: skip
+              "| cell | network | auto | analytic | analytic bound | per B |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
     for c in payload["cells"]:
         m = c["metrics"]
         if "overall" in m:
             o = m["overall"]
             lines.append(f"| `{c['config']['id']}` | {o['network']} | {o['auto']} | "
-                         f"{o['analytic']} | `{json.dumps(m['per_batch_size'])}` |")  # fmt: skip
+                         f"{o['analytic']} | {o.get('analytic_bound')} | "
+                         f"`{json.dumps(m['per_batch_size'])}` |")  # fmt: skip
     lines.append("")
     for _, (name, caption) in _figures(out, payload, dirs).items():
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
