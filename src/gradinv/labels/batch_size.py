@@ -120,16 +120,19 @@ def estimate_batch_size(observation: Observation, rtol: float | None = None) -> 
         classifier = grad.shape[0] == observation.num_classes and name == candidates[-1][0]
         rank, confidence, bound = layer_rank(grad, tol, classifier)
         rows.append((name, rank, confidence, bound, classifier))
-    if all(rank == 0 for _, rank, _, _ in rows):
+    if all(r[1] == 0 for r in rows):
         raise GradinvError(
             "the linear layers' updates are all zero; cannot estimate the batch size"
         )
-    at_least = max(rank for _, rank, _, _ in rows)
-    telling = [r for r in rows if 0 < r[1] < r[3] and r[2] >= MIN_CONFIDENCE]
+    at_least = max(r[1] for r in rows)
+    # The classifier only bounds B from below: samples sharing a label have nearly equal
+    # residuals p − e_y on an untrained model, so its rank counts distinct labels (measured:
+    # LeNet, B = 8 with 6 distinct labels gives rank 6 with a clean drop).
+    telling = [r for r in rows if not r[4] and 0 < r[1] < r[3] and r[2] >= MIN_CONFIDENCE]
     if telling:
-        name, rank, confidence, bound = max(telling, key=lambda r: r[3])
+        name, rank, confidence, bound, _ = max(telling, key=lambda r: r[3])
         return BatchSizeEstimate(rank, round(confidence, 4), name, bound, max(at_least, rank))
-    name, rank, confidence, bound = max(rows, key=lambda r: r[1])
+    name, rank, confidence, bound, _ = max(rows, key=lambda r: r[1])
     return BatchSizeEstimate(None, round(confidence, 4), name, bound, at_least)
 
 
