@@ -64,7 +64,7 @@ def test_audit_writes_page_json_and_images(audit_run):
         assert steps[name]["status"] == "ok", (name, steps[name]["reason"])
         m = steps[name]["metrics"]
         assert 0 < m["psnr"] and -1 <= m["ssim"] <= 1 and m["time_s"] >= 0
-        assert set(m["assumptions"]) == {"labels", "batch_size"}
+        assert set(m["assumptions"]) == {"labels", "batch_size", "buffers"}
     assert steps["auto"]["metrics"]["info"]["chosen"] in ("rgap", "dlg", "ig")
     assert steps["learned"]["status"] == "skipped"
     labels = steps["labels"]["metrics"]
@@ -202,7 +202,7 @@ def test_ctrl_c_writes_the_page_with_what_was_done(tmp_path, ctrl_c_at, capsys):
     ctrl_c_at(0)  # the first optimisation step of the battery (inside `auto`) is interrupted
     out = tmp_path / "stopped"
     assert main(["audit", *ARGS, "--try-defense", "none", "--out", str(out)]) == 130
-    assert "interrupted: stopped after" in capsys.readouterr().err
+    assert "interrupted: stopped at step 7 of 13 (auto)" in capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     status = {s["id"]: s["status"] for s in report["steps"]}
     assert report["interrupted"] is True
@@ -229,7 +229,7 @@ def test_run_audit_from_python_without_defenses(tmp_path):
     assert report["verdict"]["batch_size"]["level"] == "leaked"
     assert steps["labels"]["metrics"]["told"] is True
     assert steps["auto"]["metrics"]["assumptions"] == {
-        "labels": "told", "batch_size": "estimated from the update"
+        "labels": "told", "batch_size": "estimated from the update", "buffers": "none in this model"
     }  # fmt: skip
     assert not any(s["id"].count("/") for s in report["steps"])
     assert (tmp_path / "a" / "report.html").is_file()
@@ -250,3 +250,39 @@ def test_attack_report_for_any_module(tmp_path):
         assert (tmp_path / "r" / name).is_file(), name
     m = attack_report(str(tmp_path / "u"), obs, "bias")  # no private batch: unscored
     assert m["scored"] is False and (tmp_path / "u" / "reconstruction.png").is_file()
+
+
+def test_generator_auto_is_trained_once_for_the_data(tmp_path, monkeypatch):
+    from gradinv.audit import battery, run_audit
+    from gradinv.pipeline import RunConfig
+
+    monkeypatch.setenv("GRADINV_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(battery, "GENERATOR_STEPS", 1)  # the minimum: 5 epochs of sample@train
+    config = RunConfig(image_size=16, labels="auto")
+    report = run_audit(config, str(tmp_path / "g"), budget="test", generator="auto", defenses=[])
+    steps = {s["id"]: s for s in report["steps"]}
+    gen = steps["generator"]["metrics"]
+    assert gen["data"] == "sample@train" and gen["epochs"] == 5 and gen["image_size"] == 16
+    assert gen["directory"].startswith(str(tmp_path / "cache"))
+    assert all(steps[n]["status"] == "ok" for n in ("gias", "ggl", "dip"))
+    assert steps["gias"]["options"]["generator"] == gen["directory"]
+    assert any("sample@test" in note for note in report["notes"])  # the batch may be in @train
+
+
+def test_ctrl_c_before_the_round_still_writes_a_page(tmp_path, monkeypatch):
+    from gradinv.audit import battery, run_audit
+    from gradinv.errors import Interrupted
+    from gradinv.pipeline import RunConfig
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(battery, "prepare", stop)
+    with pytest.raises(
+        Interrupted, match=r"stopped at step 1 of 13 \(round\); the page with the 0 steps"
+    ):
+        run_audit(RunConfig(image_size=16), str(tmp_path / "c"), budget="test", defenses=[])
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["steps"][0]["status"] == "interrupted"
+    assert {s["status"] for s in report["steps"][1:]} == {"not run"}
+    assert "Interrupted (Ctrl-C)" in (tmp_path / "c" / "report.html").read_text()

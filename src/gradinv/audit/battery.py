@@ -377,7 +377,7 @@ def line(record: dict[str, Any]) -> str:
     """The one progress line of a finished step."""
     status, m = record["status"], record.get("metrics") or {}
     secs = f" ({record['seconds']:.1f} s)"
-    if status in ("skipped", "refused", "error", "not run"):
+    if status in ("skipped", "refused", "error", "not run") or not m:
         word = {"refused": "does not apply", "error": "ERROR"}.get(status, status)
         return f"{word}: {record['reason']}"
     kind = record["kind"]
@@ -409,7 +409,11 @@ def curve(history: list[float], points: int = 200) -> list[list[float]]:
     if not history:
         return []
     n = len(history)
-    idx = sorted({round(i * (n - 1) / max(1, points - 1)) for i in range(min(points, n))})
+    idx = (
+        range(n)
+        if n <= points
+        else sorted({round(i * (n - 1) / (points - 1)) for i in range(points)})
+    )
     return [[i, float(history[i])] for i in idx if math.isfinite(float(history[i]))]
 
 
@@ -426,9 +430,12 @@ def assumptions(obs: Any, rec: Any) -> dict[str, str]:
         labels = "recovered"
     else:
         labels = "not used"
+    held = [k for k, v in obs.model.named_buffers() if v.is_floating_point()]
+    buffers = "none in this model" if not held else "told" if obs.buffers else "not told"
     return {
         "labels": labels,
         "batch_size": "told" if obs.batch_size is not None else "estimated from the update",
+        "buffers": buffers,
     }
 
 
@@ -538,10 +545,12 @@ def run_audit(
         )  # fmt: skip
         write_audit(out, report, audit.images)
     if audit.interrupted:
-        done = sum(r["status"] in ("ok", "refused", "interrupted") for r in audit.records)
+        at = next((i for i, r in enumerate(audit.records) if r["status"] in ("interrupted",
+                   "not run")), len(audit.records) - 1)  # fmt: skip
+        done = sum(r["status"] in ("ok", "refused") for r in audit.records)
         raise Interrupted(
-            f"stopped after {done} of {len(plan.steps)} steps; the page with what was done is "
-            f"{os.path.join(out, 'report.html')}"
+            f"stopped at step {at + 1} of {len(plan.steps)} ({plan.steps[at].id}); the page "
+            f"with the {done} steps finished is {os.path.join(out, 'report.html')}"
         )
     return report
 

@@ -135,7 +135,10 @@ def _assumption_text(record: dict[str, Any], dep: dict[str, Any]) -> str:
     m = record.get("metrics") or {}
     a = m.get("assumptions")
     if a:
-        return f"labels {a['labels']}; batch size {a['batch_size']}"
+        text = f"labels {a['labels']}; batch size {a['batch_size']}"
+        if a.get("buffers", "none in this model") != "none in this model":
+            text += f"; BatchNorm statistics {a['buffers']}"
+        return text
     if record["kind"] == "labels":
         return f"labels hidden from the attack; batch size {m.get('batch_size_source', '?')}"
     if record["kind"] == "batch_size":

@@ -64,7 +64,7 @@ td.reason{color:#5b6478;font-size:12.5px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:14px}
 .fig{background:#fff;border-radius:10px;padding:12px 14px;box-shadow:0 1px 3px rgba(20,30,60,.08)}
 .fig .head{display:flex;justify-content:space-between;align-items:baseline;gap:8px}
-.fig .name{font-weight:650;min-width:0;overflow-wrap:anywhere}.fig .head .pill{flex-shrink:0}
+.fig .name{font-weight:650;min-width:0;overflow-wrap:break-word}.fig .head .pill{flex-shrink:0}
 .grid.wide{grid-template-columns:1fr}
 .dl{display:flex;justify-content:space-between;gap:6px;align-items:baseline;font-size:13px;
 color:#4a5366;margin-top:5px}.dl .spec{overflow-wrap:anywhere}
@@ -165,9 +165,10 @@ def figure(
     truth = images.get("truth")
     rec = images.get(step["id"])
     name = escape(step["attack"] or step["id"])
+    breakable = name.replace(",", ",<wbr>").replace(":", ":<wbr>")  # long defense specs
     title = escape(step["title"].split(": ", 1)[-1])
     level = (row or {}).get("level", step["status"])
-    head = f'<div class="head"><span class="name">{name}</span>{pill(level)}</div>'
+    head = f'<div class="head"><span class="name">{breakable}</span>{pill(level)}</div>'
     if rec is None or truth is None:
         reason = escape(step.get("reason") or "")
         return (
