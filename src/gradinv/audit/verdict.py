@@ -140,7 +140,8 @@ def _assumption_text(record: dict[str, Any], dep: dict[str, Any]) -> str:
             text += f"; BatchNorm statistics {a['buffers']}"
         return text
     if record["kind"] == "labels":
-        return f"labels hidden from the attack; batch size {m.get('batch_size_source', '?')}"
+        source = m.get("batch_size_source")
+        return "labels hidden from the attack" + (f"; batch size {source}" if source else "")
     if record["kind"] == "batch_size":
         return "batch size not used (estimated from the update)"
     return ""
@@ -334,6 +335,15 @@ def build_report(
         spec: rounds[spec][0].privacy for spec in plan.defenses if spec in rounds
     }  # DP-SGD's ε where the defense reports one
     table = rows(records, dep)
+    notes = list(notes)
+    bound = next((r for r in table if r["id"] == "batch-size"), {})
+    if not dep["batch_size_told"] and bound.get("level") == "bound":
+        notes.append(
+            f"The batch size is hidden and this model's update only bounds it (at least "
+            f"{bound['at_least']}), so the attacks that need it refused. A server can still "
+            "guess it (try the bound and larger values); audit with the batch size told "
+            "(--share-batch-size) to see what leaks once it is known."
+        )
     return jsonable({
         "format": "gradinv-audit",
         "version": 1,

@@ -53,12 +53,16 @@ def audit(
         overwrite=overwrite, log=click.echo if progress else None, command="gradinv " + " ".join(sys.argv[1:]),
     )  # fmt: skip
     v = report["verdict"]
-    click.echo(
-        f"images: strongest {v['images']['strongest_attack']} "
-        f"{_db(v['images']['strongest_psnr'])}, default attack {_db(v['images']['default_psnr'])}; "
-        f"labels: {v['labels']['result'] or v['labels']['level']}; "
-        f"batch size: {v['batch_size']['result'] or v['batch_size']['level']}"
+    im = v["images"]
+    images = (
+        f"strongest {im['strongest_attack']} {_db(im['strongest_psnr'])}, default attack "
+        f"{_db(im['default_psnr'])}"
+        if im["strongest_attack"]
+        else "no attack applied"
     )
+    labels = v["labels"]["result"] or "not measured"
+    size = v["batch_size"]["result"] or "not measured"
+    click.echo(f"images: {images}; labels: {labels}; batch size: {size}")
     errors = [s["id"] for s in report["steps"] if s["status"] == "error"]
     click.echo(
         f"report: {os.path.join(os.path.abspath(out), 'report.html')} ({report['seconds']:.0f} s)"

@@ -14,6 +14,7 @@ import torch
 from .figures import grid_image
 
 COLUMNS = 16
+MAX_REASON = 240  # characters of a refusal shown in the verdict table
 EXACT_DB = 60.0  # at or above: the reconstruction equals the image up to float rounding
 LEVEL_CLASS = {
     "leaked": "bad", "partly": "warn", "not recovered": "good", "bound": "warn", "wrong": "good",
@@ -223,61 +224,52 @@ def cards(report: dict[str, Any]) -> str:
     v = report["verdict"]
     im, lab, bs = v["images"], v["labels"], v["batch_size"]
     chose = f" → {escape(str(im['default_chose']))}" if im.get("default_chose") else ""
-    exact = (
-        " (numerically exact)"
-        if im["strongest_psnr"] is not None and im["strongest_psnr"] >= EXACT_DB
-        else ""
-    )
-    out = [
-        _card(
-            im["level"],
-            "Images",
-            fmt(im["strongest_psnr"], 1, " dB"),
-            [
-                f"{pill(im['level'])} strongest: <b>{escape(str(im['strongest_attack']))}</b>{exact}",
-                f"default attack (auto{chose}): {fmt(im['default_psnr'], 1, ' dB')}",
-            ],
-        )  # fmt: skip
-    ]
+    psnr = im["strongest_psnr"]
+    exact = " (numerically exact)" if psnr is not None and psnr >= EXACT_DB else ""
+    if im["strongest_attack"] is None:
+        lines = [f"{pill(im['level'])} no attack applied (see the verdict table)"]
+    else:
+        name = escape(str(im["strongest_attack"]))
+        lines = [
+            f"{pill(im['level'])} strongest: <b>{name}</b>{exact}",
+            f"default attack (auto{chose}): {fmt(im['default_psnr'], 1, ' dB')}",
+        ]
+    out = [_card(im["level"], "Images", fmt(psnr, 1, " dB"), lines)]
     big = escape(lab["result"].split(" ")[0]) if lab.get("result") else "—"
     told = "told to the server" if lab["told"] else "hidden from the server"
-    out.append(_card(lab["level"], "Labels", big, [
-        f"{pill(lab['level'])} counts recovered from the update",
-        f"labels {told}",
-    ]))  # fmt: skip
+    lines = [f"{pill(lab['level'])} counts recovered from the update", f"labels {told}"]
+    out.append(_card(lab["level"], "Labels", big, lines))
     shows = escape(bs.get("result") or bs.get("reason") or "—")
     if bs["told"]:
-        out.append(_card("told", "Batch size", str(bs["true"]), [
-            f"{pill('told')} told to the server", f"the update alone shows: {shows}",
-        ]))  # fmt: skip
+        lines = [f"{pill('told')} told to the server", f"the update alone shows: {shows}"]
+        out.append(_card("told", "Batch size", str(bs["true"]), lines))
     else:
         big = "—"
         if bs.get("estimate") is not None:
             big = str(bs["estimate"])
         elif bs.get("at_least") is not None:
             big = f"≥ {bs['at_least']}"
-        out.append(_card(bs["level"], "Batch size", big, [
-            f"{pill(bs['level'])} hidden from the server", f"the update shows: {shows}",
-        ]))  # fmt: skip
+        lines = [f"{pill(bs['level'])} hidden from the server", f"the update shows: {shows}"]
+        out.append(_card(bs["level"], "Batch size", big, lines))
     defs = v["defenses"]
     measured = [d for d in defs if d["strongest_psnr"] is not None]
     if measured:
         best = min(measured, key=lambda d: d["strongest_psnr"])
-        lines = [
+        rows = "".join(
             f'<div class="dl" title="{escape(d["level"])}"><span class="spec">'
             f'{escape(d["defense"])}</span><span class="v {LEVEL_CLASS.get(d["level"], "muted")}">'
             f"{fmt(d['strongest_psnr'], 1, ' dB')}</span></div>"
             for d in defs
-        ]
+        )
         out.append(
             f'<div class="card {LEVEL_CLASS.get(best["level"], "muted")}"><div class="what">'
             f'With a defense added</div><div class="big">{fmt(best["strongest_psnr"], 1, " dB")}'
             f'</div><div class="small">{pill(best["level"])} with the best-protecting defense'
-            f" tried; images per defense:</div>{''.join(lines)}"
-            "</div>"
+            f" tried; images per defense:</div>{rows}</div>"
         )
     else:
-        out.append(_card("n/a", "With a defense added", "—", ["no defense was tried"]))
+        why = "no attack applied under the defenses tried" if defs else "no defense was tried"
+        out.append(_card("n/a", "With a defense added", "—", [why]))
     lead = "".join(f"<p>{escape(s)}</p>" for s in v.get("summary") or [])
     return f'<div class="lead">{lead}</div><section class="cards">{"".join(out)}</section>'
 
@@ -318,6 +310,8 @@ def table(report: dict[str, Any]) -> str:
             how += f"; labels {r['label_accuracy']:.2f}"
         if r["status"] not in ("ok", "interrupted"):
             how = r.get("reason") or ""
+            if len(how) > MAX_REASON:  # e.g. auto listing every candidate's refusal
+                how = how[: MAX_REASON - 1].rsplit(" ", 1)[0] + " … (full text in report.json)"
         body.append(
             f"<tr><td>{escape(r['what'])}</td><td>{escape(r['title'])}</td>"
             f"<td>{pill(r.get('level'))}</td>"
