@@ -292,7 +292,14 @@ def write(
     }
     with open(paths["results"], "w") as fh:
         json.dump(
-            {"grid": asdict(grid), "duration_s": round(seconds, 1), "rows": rows}, fh, indent=1
+            {
+                "command": f"gradinv experiment labels{' --quick' if quick else ''} --out {out}",
+                "grid": asdict(grid),
+                "duration_s": round(seconds, 1),
+                "rows": rows,
+            },
+            fh,
+            indent=1,
         )
     plot(rows, paths["plot"])
     summ = summary(rows)

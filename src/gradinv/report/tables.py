@@ -125,8 +125,59 @@ def sweep_scaling(root: str, arg: str | None) -> str:
     )
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def closed_forms(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/closed_forms.json"
+    data = _load(root, path)
+    rows = []
+    for r in data["rows"]:
+        rows.append([f"`{r['attack']}`", r["model"], r["width"] or "—", r["image_size"],
+                     r["dtype"], r["batch_size"], f"{r['success_rate']:.0%}",
+                     _fmt(r["psnr_min"]), r["certified"] if r["certified"] is not None else "—",
+                     r["cert_wrong"], _fmt(r["attack_s"])])  # fmt: skip
+    header = ["attack", "model", "width", "image", "dtype", "B", "≥ 60 dB", "min PSNR",
+              "certified", "wrong certificates", "seconds"]  # fmt: skip
+    return _rows(header, rows) + _source(data, path)
+
+
+def memory(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/memory.json"
+    data = _load(root, path)
+    rows = [[r["case"], _fmt(r["baseline_mb"], 0), _fmt(r["peak_mb"], 0), _fmt(r["attack_mb"], 0),
+             _fmt(r["seconds"], 1)] for r in data["rows"]]  # fmt: skip
+    header = ["case", "baseline RSS (MB)", "peak RSS (MB)", "added by the attack (MB)", "seconds"]
+    return _rows(header, rows) + _source(data, path)
+
+
+def lbfgs(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/lbfgs.json"
+    data = _load(root, path)
+    rows = [[r["history"], "yes" if r["line_search"] else "no (fixed step)",
+             _fmt(r["psnr_median"]), _fmt(min(r["psnr"])), _fmt(r["seconds_median"])]
+            for r in data["rows"]]  # fmt: skip
+    header = ["history", "line search", "median PSNR (dB)", "min", "median seconds"]
+    return _rows(header, rows) + _source(data, path)
+
+
+def labels(root: str, arg: str | None) -> str:
+    """Per strategy and model state: mean count accuracy and exact rate over the cells with B > 1."""
+    path = arg or "docs/results/labels-full/results.json"
+    data = _load(root, path)
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in data["rows"]:
+        if r["batch_size"] > 1:
+            cells.setdefault((r["strategy"], r["state"]), []).append(r)
+    states = sorted({s for _, s in cells})
+    rows = []
+    for strategy in sorted({s for s, _ in cells}):
+        row = [f"`{strategy}`"]
+        for state in states:
+            sel = cells.get((strategy, state), [])
+            acc = statistics.mean(r["count_accuracy"] for r in sel) if sel else None
+            exact = statistics.mean(r["exact_rate"] for r in sel) if sel else None
+            row += [_fmt(acc, 3), _fmt(exact, 2)]
+        rows.append(row)
+    header = ["strategy"] + [f"{s} {k}" for s in states for k in ("count acc.", "exact")]
+    return _rows(header, rows) + _source(data, path)
 
 
 RENDERERS: dict[str, Callable[[str, str | None], str]] = {
@@ -136,6 +187,10 @@ RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "claims": claims,
     "batch-size": batch_size,
     "sweep-scaling": sweep_scaling,
+    "labels": labels,
+    "closed-forms": closed_forms,
+    "memory": memory,
+    "lbfgs": lbfgs,
 }
 
 
