@@ -199,15 +199,15 @@ def test_out_is_checked_before_any_work(tmp_path, capsys):
 
 
 def test_ctrl_c_writes_the_page_with_what_was_done(tmp_path, ctrl_c_at, capsys):
-    ctrl_c_at(0)  # the first optimisation step of the battery (inside `auto`) is interrupted
+    ctrl_c_at(0)  # the battery's first optimisation step (`ig`: `auto` stops at exact rgap)
     out = tmp_path / "stopped"
     assert main(["audit", *ARGS, "--try-defense", "none", "--out", str(out)]) == 130
-    assert "interrupted: stopped at step 7 of 13 (auto)" in capsys.readouterr().err
+    assert "interrupted: stopped at step 8 of 13 (ig)" in capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     status = {s["id"]: s["status"] for s in report["steps"]}
     assert report["interrupted"] is True
-    assert status["rgap"] == "ok" and status["auto"] == "interrupted"
-    assert status["ig"] == status["dlg"] == "not run"
+    assert status["rgap"] == status["auto"] == "ok" and status["ig"] == "interrupted"
+    assert status["dlg"] == status["gias"] == "not run"
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Interrupted (Ctrl-C)" in html and html.rstrip().endswith("</html>")
 
