@@ -286,3 +286,23 @@ def test_ctrl_c_before_the_round_still_writes_a_page(tmp_path, monkeypatch):
     assert report["steps"][0]["status"] == "interrupted"
     assert {s["status"] for s in report["steps"][1:]} == {"not run"}
     assert "Interrupted (Ctrl-C)" in (tmp_path / "c" / "report.html").read_text()
+
+
+def test_hidden_batch_size_that_is_only_bounded_is_explained(tmp_path):
+    """LeNet's update only bounds a hidden B: the attacks that need it refuse, the page says so."""
+    from gradinv.audit import run_audit
+    from gradinv.pipeline import RunConfig
+
+    config = RunConfig(image_size=16, batch_size=2, share_batch_size=False)
+    report = run_audit(config, str(tmp_path / "h"), budget="test", defenses=[])
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["batch-size"]["metrics"]["at_least"] == 2
+    for name in ("labels", "rgap", "ig", "dlg"):
+        assert (
+            steps[name]["status"] == "refused" and "batch size is hidden" in steps[name]["reason"]
+        )
+    assert steps["auto"]["status"] == "refused"
+    assert report["verdict"]["images"]["strongest_attack"] is None
+    assert any("only bounds it (at least 2)" in note for note in report["notes"])
+    html = (tmp_path / "h" / "report.html").read_text(encoding="utf-8")
+    assert "no attack applied" in html and "full text in report.json" in html
