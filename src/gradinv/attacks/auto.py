@@ -61,6 +61,9 @@ class Auto(Attack):
         low=0,
     )  # fmt: skip
     label_strategy: str = option("auto", "label strategy when the labels are not observed")
+    generator: str = option(
+        "", "generator directory given to the candidates that search one (gias, gifd, ggl, dip)",
+    )  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -80,6 +83,8 @@ class Auto(Attack):
             )
         if "label_strategy" in defaults:
             options["label_strategy"] = self.label_strategy
+        if self.generator and "generator" in defaults:
+            options["generator"] = self.generator
         return make_attack(name, **options)
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
