@@ -54,9 +54,9 @@ def per_image(records: dict[str, dict[str, Any]]) -> dict[tuple, dict[str, dict[
 def add_hybrid(
     table: dict[tuple, dict[str, dict[str, float]]], candidates: tuple[str, ...]
 ) -> None:
-    """`auto` with these candidates runs each at its defaults with the cell's seed and returns the
-    one with the lowest cosine matching loss of the whole batch: the same choice made here from
-    the candidates' own cells (tests/test_aux_experiment.py checks it against a real auto run)."""
+    """The choice `auto` makes among these candidates — the one whose reconstruction has the
+    lowest cosine matching loss of the whole batch — made here from the candidates' own cells
+    (at the experiment's budgets rather than auto's)."""
     for row in table.values():
         if all(c in row for c in candidates):
             best = min(candidates, key=lambda c: row[c]["matching_loss"])
@@ -121,14 +121,18 @@ def claims(rows: list[dict], pooled: list[dict], s: AuxSettings) -> list[dict[st
         f"({IN_DISTRIBUTION}, all batches pooled)",
         f"mean paired PSNR difference {CLAIMED} − ig > 0 with its 95 % interval above 0",
         {"delta_db": _r(gain), "ci95": [_r(ind["delta_ig_low"]), _r(ind["delta_ig_high"])]
-         if ind else None, "n_images": ind["n"] if ind else 0},
+         if ind else None, "n_images": ind["n"] if ind else 0,
+         "delta_db_by_case": _by_case(rows, IN_DISTRIBUTION, CLAIMED),
+         "every_attack_delta_db": {r["attack"]: _r(r["delta_ig"]) for r in pooled
+                                   if r["set"] == IN_DISTRIBUTION and r["attack"] != "ig"}},
         bool(ind and ind["delta_ig_low"] > 0),
     ))  # fmt: skip
     gains = {x: _r(r["delta_ig"]) for x in ood if (r := _row(pooled, x, "all", CLAIMED))}
     out.append(_claim(
         "ii", f"{CLAIMED}'s gain over pixel IG shrinks or reverses out of distribution",
         "on every out-of-distribution set, mean paired difference − ig < the in-distribution one",
-        {"in_distribution_delta_db": _r(gain), "ood_delta_db": gains},
+        {"in_distribution_delta_db": _r(gain), "ood_delta_db": gains,
+         "delta_db_by_case": {x: _by_case(rows, x, CLAIMED) for x in s.sets}},
         bool(gains) and all(v < gain for v in gains.values()),
     ))  # fmt: skip
     best = {}
@@ -145,6 +149,11 @@ def claims(rows: list[dict], pooled: list[dict], s: AuxSettings) -> list[dict[st
     ))  # fmt: skip
     out.append(robust_claim(pooled, s, ood))
     return out
+
+
+def _by_case(rows: list[dict], spec: str, attack: str) -> dict[str, float | None]:
+    return {r["case"]: _r(r["delta_ig"]) for r in rows
+            if r["set"] == spec and r["attack"] == attack}  # fmt: skip
 
 
 def robust_claim(pooled: list[dict], s: AuxSettings, ood: list[str]) -> dict[str, Any]:
@@ -196,7 +205,7 @@ def write_outputs(
         if "metrics" in r:
             times[r["config"]["attack"]["label"]].append(r["metrics"]["time_s"])
     payload = {
-        "quick": quick, "settings": _settings(s), "rows": rows, "pooled": pooled,
+        "command": command_of(s, out), "quick": quick, "settings": _settings(s), "rows": rows, "pooled": pooled,
         "failed_cells": list(sweep.failed), "cells": len(sweep.cells),
         "attack_seconds": {a: {"mean": _r(float(np.mean(t))), "total": _r(float(np.sum(t)))}
                            for a, t in times.items()},
@@ -208,6 +217,16 @@ def write_outputs(
         json.dump(result_claims, fh, indent=1)
     write_markdown(out, payload, result_claims)
     return {"claims": result_claims, **payload}
+
+
+def command_of(s: AuxSettings, out: str) -> str:
+    """The command that regenerates these results (custom settings: the Python API)."""
+    base = "gradinv experiment aux-distribution"
+    if s.preset == "quick":
+        return f"{base} --quick --out {out}"
+    if s.preset in ("reduced", "full"):
+        return f"{base} --preset {s.preset} --out {out}"
+    return f"run_aux_distribution({out!r}, settings=AuxSettings(...)) (custom settings)"
 
 
 def _choices(table: dict[tuple, dict[str, dict[str, Any]]]) -> dict[str, dict[str, int]]:
