@@ -40,12 +40,12 @@ def test_quick_claims_i_and_ii_as_measured(quick):
     # (i) as the post states it fails here, robustly: IG reaches 50 dB (capped) at B=1
     assert not claims["i"]["holds"] and i["ci95"][1] < -2.0, i
     assert i["delta_db_by_case"]["b1"] < -10.0 and i["delta_db_by_case"]["b4-unique"] < -5.0, i
-    # ... while the generator as IG's start beats IG in distribution
-    assert i["every_attack_delta_db"]["gias+ig"] > 2.0, i
-    # (ii): gias's gain where the update does not pin the image (same-label B=4) is larger in
-    # distribution than on digits
-    by_case = ii["delta_db_by_case"]
-    assert by_case[IN_DISTRIBUTION]["b4-same"] > by_case["digits@test"]["b4-same"], by_case
+    # ... while the generator as IG's start beats IG in distribution (measured +4.95, +2.64 dB)
+    assert i["every_attack_delta_db"]["gias+ig"] > 0.5, i
+    # (ii) fails too: gias loses less to IG on digits than in distribution (perhaps because the
+    # blurry upscaled digits are easier to approximate than garments); measured gaps +4.8, +7.0 dB
+    assert not claims["ii"]["holds"]
+    assert ii["ood_delta_db"]["digits@test"] - ii["in_distribution_delta_db"] > 2.0, ii
 
 
 def test_quick_run_covers_every_cell_with_four_images(quick):
