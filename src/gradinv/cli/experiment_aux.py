@@ -16,7 +16,7 @@ from .experiment_options import runner_options
 @experiment_app.command("aux-distribution")
 @click.option("--quick", is_flag=True, help="small generator and budgets: minutes on 2 CPU cores")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
-              help="quick (= --quick), reduced (every set and attack at short budgets, 4 images "
+              help="quick (= --quick), reduced (every set and attack at short budgets, 8 images "
               "per cell) or full (the default: 16 images per cell, library defaults)")  # fmt: skip
 @click.option("--out", type=str, default="runs/aux-distribution", show_default=True,
               help="output directory (report.md, results.json, claims.json, grids/, sweep/)")  # fmt: skip

@@ -95,9 +95,11 @@ def write_markdown(out: str, payload: dict[str, Any], claims: list[dict]) -> Non
     lines = [
         "# Generative priors under a shift of the auxiliary distribution",
         "",
-        f"Command: `{payload['command']}` — {payload['total_s']} s in all, of which "
-        f"{payload['generators_s']} s training or loading generators (one torch thread per cell; "
-        "a busy shared machine: times are upper bounds). Untrained LeNet (PyTorch's init, model "
+        f"Command: `{payload['command']}`. Cells' attack time summed: "
+        f"{sum(v['total'] for v in payload['attack_seconds'].values()):.0f} s (one torch thread "
+        "per cell, a busy shared machine: times are upper bounds); this invocation "
+        f"{payload['total_s']} s, of which {payload['generators_s']} s training or loading "
+        "generators (a --resume reuses finished cells). Untrained LeNet (PyTorch's init, model "
         f"seed {s['model_seed']}), 1×28×28, FedSGD, labels shared, {s['dtype']}.",
         "",
         f"Generator (`aux`): DCGAN on `{aux['data']}`, {aux['epochs']} epochs"

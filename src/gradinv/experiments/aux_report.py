@@ -182,7 +182,8 @@ def robust_claim(pooled: list[dict], s: AuxSettings, ood: list[str]) -> dict[str
         and rob[IN_DISTRIBUTION]["psnr"] >= ind_best["psnr"] - 1
     )
     return _claim(
-        "iv", f"the robust prior `{name}` (named before measuring) is at least as good as pixel "
+        "iv", f"the robust prior `{name}` (fixed after a first look at quick-run cells, not "
+        "before measuring) is at least as good as pixel "
         "IG on every out-of-distribution set and within 1 dB of the best other attack in "
         "distribution (the issue's target)",
         "mean paired difference − ig >= 0 on every OOD set, and mean PSNR >= best other "
