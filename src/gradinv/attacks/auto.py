@@ -66,6 +66,9 @@ class Auto(Attack):
         False, "pass defense_aware=true to the candidates that have it (optimisation attacks: "
         "re-apply the recorded defenses to the simulated update)",
     )  # fmt: skip
+    generator: str = option(
+        "", "generator directory given to the candidates that search one (gias, gifd, ggl, dip)",
+    )  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -87,6 +90,8 @@ class Auto(Attack):
             options["label_strategy"] = self.label_strategy
         if self.defense_aware and "defense_aware" in defaults:
             options["defense_aware"] = True
+        if self.generator and "generator" in defaults:
+            options["generator"] = self.generator
         return make_attack(name, **options)
 
     def reconstruct(self, observation: Observation) -> Reconstruction:

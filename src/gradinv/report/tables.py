@@ -216,7 +216,31 @@ def audit(root: str, arg: str | None) -> str:
             + f"\n_From `{path}`, written by `{command}`._\n")  # fmt: skip
 
 
+def aux_distribution(root: str, arg: str | None) -> str:
+    """Per set and attack (all batches pooled): PSNR/SSIM mean ± std over images and the paired
+    PSNR difference to pixel IG with its 95 % interval. ARG: the results.json, optionally
+    followed by `#CASE` (b1, b4-unique, b4-same) for one batch composition instead of all."""
+    path, _, case = (arg or "docs/results/aux-distribution/results.json").partition("#")
+    data = _load(root, path)
+    source = data["rows"] if case else data["pooled"]
+    rows = []
+    for r in source:
+        if case and r["case"] != case:
+            continue
+        delta = (
+            "—"
+            if r["attack"] == "ig"
+            else (f"{r['delta_ig']:+.2f} [{r['delta_ig_low']:+.2f}, {r['delta_ig_high']:+.2f}]")
+        )
+        rows.append([r["set"], f"`{r['attack']}`", r["n"],
+                     f"{_fmt(r['psnr'], 2)} ± {_fmt(r['psnr_std'], 2)}",
+                     f"{_fmt(r['ssim'], 3)} ± {_fmt(r['ssim_std'], 3)}", delta])  # fmt: skip
+    header = ["private set", "attack", "images", "PSNR (dB)", "SSIM", "Δ PSNR vs ig [95 % CI]"]
+    return _rows(header, rows) + _source(data, path)
+
+
 RENDERERS: dict[str, Callable[[str, str | None], str]] = {
+    "aux-distribution": aux_distribution,
     "defaults": defaults,
     "iteration-cost": iteration_cost,
     "time-to-psnr": time_to_psnr,
