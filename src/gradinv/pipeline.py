@@ -4,6 +4,7 @@ and the experiments; the attack only ever sees the Observation."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -145,6 +146,10 @@ def check(config: RunConfig) -> None:
         raise GradinvError(f"channels must be 1 or 3, got {config.channels}")
     if config.secure_aggregation and config.clients < 2:
         raise GradinvError("secure aggregation needs at least 2 clients (--clients K)")
+    if not isinstance(config.defenses, (list, tuple)):
+        raise GradinvError(f"defenses must be a list of NAME[:KEY=VALUE,...] specs, got "
+                           f"{config.defenses!r}")  # fmt: skip
+    make_defenses(config)  # a bad spec is one line before any work
     resolve_threads(config.threads)
     resolve_device(config.device)
 
@@ -256,7 +261,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     if images is None:
         metrics = unscored(config, rec, obs, elapsed)
     else:
-        metrics = score(config, rec, images, labels, elapsed)
+        metrics = score(config, rec, images, labels, elapsed, obs)
     return RunResult(config, metrics, rec, images, labels, obs)
 
 
@@ -332,8 +337,26 @@ def unscored(
         "iterations": len(rec.loss_history) or None,
         "time_s": round(elapsed, 3),
         "threads": torch.get_num_threads(),
+        "defenses": jsonable(obs.defenses),
+        "secure_aggregation": obs.secure_aggregation,
+        **privacy_fields(obs),
         "info": {k: jsonable(v) for k, v in rec.info.items()},
     }
+
+
+def privacy_fields(obs: Observation | None) -> dict[str, Any]:
+    """The observation's formal guarantee for metrics.json: `epsilon` and `delta` when a defense
+    with an accountant (DP-SGD) ran, nothing otherwise. An infinite ε (σ = 0: no guarantee) is
+    written as null, since JSON has no infinity; `privacy` keeps the accountant's whole record."""
+    out: dict[str, Any] = {}
+    if obs is not None and obs.privacy:
+        eps = obs.privacy.get("epsilon")
+        finite = isinstance(eps, (int, float)) and math.isfinite(eps)
+        out["epsilon"] = float(eps) if finite else None
+        out["delta"] = obs.privacy.get("delta")
+        out["privacy"] = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                          for k, v in jsonable(obs.privacy).items()}  # fmt: skip
+    return out
 
 
 def score(
@@ -342,8 +365,12 @@ def score(
     images: torch.Tensor,
     labels: torch.Tensor,
     elapsed: float,
+    observation: Observation | None = None,
 ) -> dict[str, Any]:
-    """metrics.json: the reconstruction scored against the private batch (reporting only)."""
+    """metrics.json: the reconstruction scored against the private batch (reporting only).
+    Under secure aggregation `images` is the union of the K clients' batches (K·B images): the
+    attack must return K·B images, matched to them by the Hungarian assignment. With
+    `observation`, its defenses and privacy guarantee (DP-SGD's ε, δ) are added."""
     if rec.images.shape != images.shape:
         raise GradinvError(
             f"attack returned {tuple(rec.images.shape)} images for a batch of {tuple(images.shape)}"
@@ -357,6 +384,7 @@ def score(
         "data": config.data,
         "batch_size": config.batch_size,
         "clients": config.clients,
+        "secure_aggregation": config.secure_aggregation,
         "composition": config.composition,
         "seed": config.seed,
         "model_seed": config.model_seed,
@@ -370,6 +398,7 @@ def score(
         "iterations": len(rec.loss_history) or None,
         "time_s": round(elapsed, 3),
         "threads": torch.get_num_threads(),
+        **privacy_fields(observation),
         "info": {k: jsonable(v) for k, v in rec.info.items()},
     }
 

@@ -11,6 +11,7 @@ from ..errors import GradinvError, Interrupted
 from . import attack, experiment_labels, labels, listing, observe  # noqa: F401  (registration)
 from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
+from .experiment_defenses import defenses  # noqa: F401  (registration)
 from .experiment_discard import information_discard  # noqa: F401  (registration)
 from .train_generator import train_generator  # noqa: F401  (registration)
 

@@ -1,0 +1,179 @@
+"""The defense experiment's grid: which defense settings, attacks and seeds, as a flat list of
+cells (JSON-able config dicts) that `cell.cell` runs one at a time, in any process."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+NONE = "none"  # the undefended round
+
+
+def _noise_std(variance: float) -> str:
+    """Zhu et al. state noise by its variance; the defenses take a std (Gaussian) or b (Laplace)."""
+    return f"{math.sqrt(variance):.6g}"
+
+
+def _laplace_scale(variance: float) -> str:
+    return f"{math.sqrt(variance / 2):.6g}"  # Laplace(0, b) has variance 2b²
+
+
+@dataclass(frozen=True)
+class Block:
+    """One attacked setting: a model and batch, the defense specs tried on it, and the attacks.
+
+    `aware` lists the defenses whose defense-aware variant differs from the plain attack (it only
+    can when the defense has a `simulate`, `informative` or `layers` hook); `generative` the
+    defenses the generator-prior attacks run on (they cost the most)."""
+
+    name: str
+    model: str
+    model_options: dict[str, Any]
+    batch_size: int
+    defenses: tuple[str, ...]
+    attacks: tuple[str, ...]
+    aware: tuple[str, ...] = ()
+    generative: tuple[str, ...] = ()
+    aware_attacks: tuple[str, ...] = ("dlg", "ig")
+
+
+@dataclass
+class DefenseSettings:
+    """Budgets and grid of the experiment; `quick_settings()` / `full_settings()` are the presets."""
+
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    data: str = "fashion-mnist@test"  # private batches; the attacker's priors use @train
+    channels: int = 1
+    image_size: int = 28
+    blocks: tuple[Block, ...] = ()
+    # per-attack options (iterations etc.); `generator` is filled in from the recipe
+    attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # gradinv.generative.cached_generator recipe (trained on the @train split), None: no
+    # generative attacks
+    generator: dict[str, Any] | None = None
+    # FedAvg utility (gradinv.defenses.utility.fedavg_accuracy) per defense spec of the first block
+    utility: dict[str, Any] = field(default_factory=dict)
+    utility_seeds: tuple[int, ...] = (0, 1, 2)
+    utility_skip: tuple[str, ...] = ()  # too costly to train with (said so in the report)
+    # server step for defenses that discard the update's scale (sign)
+    server_lr: dict[str, float] = field(default_factory=lambda: {"sign": 1e-2})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+LENET_UNIFORM = {"init": "uniform"}  # DLG's LeNet: every weight U(-0.5, 0.5), as in Zhu et al.
+
+PRUNE = tuple(f"prune:ratio={r}" for r in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99))
+NOISE = tuple(f"noise:std={_noise_std(v)}" for v in (1e-4, 1e-3, 1e-2, 1e-1))
+LAPLACE = tuple(f"laplace:scale={_laplace_scale(v)}" for v in (1e-4, 1e-2))
+DPSGD = tuple(f"dpsgd:noise={s},clip=1" for s in (0.5, 1, 2))
+OTHERS = ("sign", "quantize:bits=4", "quantize:bits=2", "clip:max_norm=1",
+          "soteria:ratio=0.8", "precode")  # fmt: skip
+SIMULATED = (*PRUNE, "sign", "quantize:bits=4", "quantize:bits=2", "clip:max_norm=1",
+             "soteria:ratio=0.8", "precode")  # fmt: skip
+
+
+def full_settings() -> DefenseSettings:
+    """The full grid: 23 defense settings on DLG's LeNet (B = 1), 5 seeds."""
+    lenet = Block(
+        "lenet", "lenet", LENET_UNIFORM, 1,
+        (NONE, *PRUNE, *NOISE, *LAPLACE, *OTHERS, *DPSGD),
+        ("dlg", "ig", "gias", "ggl"),
+        aware=SIMULATED,
+        generative=(NONE, "prune:ratio=0.9", "prune:ratio=0.99", NOISE[2], "sign",
+                    "soteria:ratio=0.8", "precode", *DPSGD[1:]),
+    )  # fmt: skip
+    mlp = Block("mlp4", "mlp4", {}, 1,
+                (NONE, "prune:ratio=0.5", "prune:ratio=0.9", NOISE[1], NOISE[2], "sign", DPSGD[1]),
+                ("bias",))  # fmt: skip
+    return DefenseSettings(
+        blocks=(lenet, mlp),
+        attack_options={
+            "dlg": {"iterations": 20},
+            "ig": {"iterations": 600},
+            "gias": {"iterations": 300, "restarts": 2, "weight_iterations": 200},
+            "ggl": {"generations": 150, "population": 24},
+        },
+        generator={
+            "data_spec": "fashion-mnist@train",
+            "channels": 1,
+            "image_size": 28,
+            "epochs": 5,
+            "seed": 0,
+        },  # fmt: skip
+        utility={"rounds": 30, "clients": 4, "samples_per_client": 800, "test_size": 2000},
+        utility_skip=("soteria:ratio=0.8",),
+    )
+
+
+def quick_settings() -> DefenseSettings:
+    """`--quick`: the claims' key cells at small budgets, two seeds (a few minutes on 2 cores)."""
+    lenet = Block(
+        "lenet", "lenet", LENET_UNIFORM, 1,
+        (NONE, "prune:ratio=0.3", "prune:ratio=0.9", NOISE[2], DPSGD[1]),
+        ("dlg", "ggl"),
+        aware=("prune:ratio=0.9",),
+        generative=(NONE, DPSGD[1]),
+        aware_attacks=("dlg",),
+    )  # fmt: skip
+    mlp = Block("mlp4", "mlp4", {"width": 200}, 1, (NONE, "prune:ratio=0.9"), ("bias",))
+    return DefenseSettings(
+        seeds=(0, 1),
+        blocks=(lenet, mlp),
+        attack_options={"dlg": {"iterations": 10}, "ggl": {"generations": 20, "population": 12}},
+        generator={
+            "data_spec": "fashion-mnist@train",
+            "channels": 1,
+            "image_size": 28,
+            "epochs": 1,
+            "seed": 0,
+            "max_images": 2000,
+        },  # fmt: skip
+        utility={"rounds": 4, "clients": 2, "samples_per_client": 200, "test_size": 500},
+        utility_seeds=(0,),
+    )
+
+
+def cells(s: DefenseSettings) -> list[dict[str, Any]]:
+    """Every cell of the experiment: attack runs (block × defense × attack × aware × seed) and
+    FedAvg utility runs (defense × seed, for the first block's model)."""
+    out: list[dict[str, Any]] = []
+    for block in s.blocks:
+        for defense in block.defenses:
+            for attack in block.attacks:
+                if attack in ("gias", "ggl") and (s.generator is None
+                                                  or defense not in block.generative):  # fmt: skip
+                    continue
+                aware_too = defense in block.aware and attack in block.aware_attacks
+                for aware in (False, True) if aware_too else (False,):
+                    for seed in s.seeds:
+                        out.append(_attack_cell(s, block, defense, attack, aware, seed))
+    first = s.blocks[0]
+    if s.utility:
+        for defense in first.defenses:
+            if defense in s.utility_skip:
+                continue
+            for seed in s.utility_seeds:
+                name = defense.split(":")[0]
+                out.append({
+                    "kind": "utility", "block": first.name, "defense": defense, "seed": seed,
+                    "model": first.model, "model_options": dict(first.model_options),
+                    "data": s.data.split("@")[0], "image_size": s.image_size,
+                    "server_lr": s.server_lr.get(name, 1.0), **s.utility,
+                })  # fmt: skip
+    return out
+
+
+def _attack_cell(s: DefenseSettings, block: Block, defense: str, attack: str, aware: bool,
+                 seed: int) -> dict[str, Any]:  # fmt: skip
+    options = dict(s.attack_options.get(attack, {}))
+    generator = s.generator if attack in ("gias", "ggl") else None
+    return {
+        "kind": "attack", "block": block.name, "model": block.model,
+        "model_options": dict(block.model_options), "batch_size": block.batch_size,
+        "data": s.data, "channels": s.channels, "image_size": s.image_size,
+        "defense": defense, "attack": attack, "aware": aware, "seed": seed,
+        "attack_options": options, "generator": generator,
+    }  # fmt: skip
