@@ -13,12 +13,11 @@ from gradinv.defenses import (
     parse_defense,
     wrap,
 )
-from gradinv.fl import bound_generator
 from gradinv.defenses.precode import kl_divergence
 from gradinv.defenses.prune import Prune
 from gradinv.defenses.utility import fedavg_accuracy, update_cosine
 from gradinv.errors import GradinvError
-from gradinv.fl import Protocol, forward, loss_fn, simulate_update
+from gradinv.fl import Protocol, bound_generator, forward, loss_fn
 from gradinv.models import build_model
 from gradinv.options import describe
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from gradinv.cli import main
 from gradinv.data import load_dataset, with_split
 from gradinv.data.formats import FASHION_MNIST_DIR
-from gradinv.errors import GradinvError
+from gradinv.errors import GradinvError, Interrupted
 from gradinv.generative import (
     build_generator,
     cached_generator,
@@ -82,7 +82,7 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch, tiny_cache):
         out = str(tmp_path / f"run{call}")
         with monkeypatch.context() as m:
             _interrupt_at(m, call)
-            with pytest.raises(KeyboardInterrupt):
+            with pytest.raises(Interrupted, match="checkpoint saved"):
                 train_generator("sample@train", 3, 16, out=out, **TINY)
         saved = json.loads((tmp_path / f"run{call}" / "checkpoint.json").read_text())
         assert [saved["progress"]["epoch"], saved["progress"]["step"]] == at

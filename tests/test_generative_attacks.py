@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from gradinv.generative import build_generator
 from scipy.optimize import minimize
 
 from gradinv.attacks.engine.generative import GeneratorWeights, project_l1_ball
 from gradinv.fl import observe
+from gradinv.generative import build_generator
 from gradinv.models import build_model
 
 

@@ -28,7 +28,7 @@ def test_registered_with_the_published_defaults():
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"seeds": 0}, "seeds"), ({"warmup": 1.0}, "warmup"), ({"bn": -1.0}, "bn weight"),
+    [({"seeds": 0}, "seeds"), ({"warmup": 1.0}, "warmup"), ({"bn": -1.0}, "option bn must be >= 0"),
      ({"grad_weight": 0.0}, "grad_weight"), ({"momentum": 1}, "no option")],
 )  # fmt: skip
 def test_bad_options_are_clear_errors(options, message):

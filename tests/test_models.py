@@ -31,7 +31,7 @@ def test_options_are_typed_and_checked():
     )
     with pytest.raises(GradinvError, match="valid options: width, activation"):
         parse_option("mlp4", "depth", "3")
-    with pytest.raises(GradinvError, match="expected int"):
+    with pytest.raises(GradinvError, match="must be of type int"):
         parse_option("mlp4", "width", "wide")
     with pytest.raises(GradinvError, match="choose from"):
         build_model("mlp4", (1, 8, 8), 3, activation="swish")

@@ -13,12 +13,13 @@ from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
 from .experiment_defenses import defenses  # noqa: F401  (registration)
 from .experiment_discard import information_discard  # noqa: F401  (registration)
+from .sweep import sweep  # noqa: F401  (registration)
 from .train_generator import train_generator  # noqa: F401  (registration)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app.main(args=argv, prog_name="gradinv", standalone_mode=False)
+        code = app.main(args=argv, prog_name="gradinv", standalone_mode=False)
     except GradinvError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except (click.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         return 130
-    return 0
+    # click returns the status of a command that ended with ctx.exit(N) (sweep: 1 = cells failed)
+    return code if isinstance(code, int) else 0
 
 
 def entry() -> None:

@@ -136,7 +136,16 @@ def observe(
             model, {k: v.clone().requires_grad_(True) for k, v in params.items()}, buffers, x,
             labels, protocol, torch.Generator(device="cpu").manual_seed(seed),
         )  # fmt: skip
-        update = defended_update(list(defenses), round_)
+        try:
+            update = defended_update(list(defenses), round_)
+        except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, GradinvError):
+                raise
+            mode = "train" if train_mode else "eval"
+            raise GradinvError(
+                f"the client's round fails on this batch of {images.shape[0]} in {mode} mode: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
         if share_batch_stats:
             with torch.no_grad():
                 stats = {

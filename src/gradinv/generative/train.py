@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_dataset, parse_split
-from ..errors import GradinvError
+from ..errors import GradinvError, Interrupted
 from ..options import build, option
 from .checkpoint import Progress, load_checkpoint, remove_checkpoint, save_checkpoint
 from .grid import save_grid
@@ -149,7 +148,7 @@ class _Session:
         save_checkpoint(self.out, self.recipe, self.state, nets, optimizers, self.noise)
 
     def run_epoch(self, flag: dict[str, bool], bar: tqdm) -> None:
-        """Finish the current epoch; on Ctrl-C save mid-epoch and raise KeyboardInterrupt."""
+        """Finish the current epoch; on Ctrl-C save mid-epoch and raise Interrupted."""
         state, b = self.state, self.batch_size
         order = _epoch_order(self.seed, state.epoch, len(self.images))
         started, cpu = time.perf_counter(), time.process_time()
@@ -169,12 +168,10 @@ class _Session:
         state.cpu_seconds += time.process_time() - cpu
         if flag["stop"]:
             self.save()
-            print(
-                f"interrupted: checkpoint saved in {self.out} (epoch {state.epoch + 1}, step "
-                f"{state.step}/{self.steps}); rerun the same command to resume",
-                file=sys.stderr,
+            raise Interrupted(
+                f"checkpoint saved in {self.out} (epoch {state.epoch + 1}, step "
+                f"{state.step}/{self.steps}); rerun the same command to resume"
             )
-            raise KeyboardInterrupt
         mean = {k: round(v / self.steps, 5) for k, v in state.sums.items()}
         state.losses.append({"epoch": state.epoch + 1, **mean})
         state.epoch, state.step, state.sums = state.epoch + 1, 0, {"d": 0.0, "g": 0.0}
@@ -197,8 +194,9 @@ def train_generator(
     write generator.safetensors, generator.json and samples.png into `out`, and return `out`.
 
     `options`: the kind's architecture arguments (dcgan: latent_dim, width) and TrainOptions
-    (batch_size, lr, beta1, beta2, max_images, threads). An interrupted run (Ctrl-C, or killed)
-    leaves a checkpoint in `out`; the same call resumes it.
+    (batch_size, lr, beta1, beta2, max_images, threads). Ctrl-C saves a checkpoint in `out` and
+    raises `gradinv.errors.Interrupted`; a killed run leaves its last epoch's checkpoint. The same
+    call resumes either.
     """
     KINDS.get(kind)
     _check_int("epochs", epochs, 1)

@@ -117,11 +117,12 @@ def load_user_model(
 
 
 def check_output(model: nn.Module, in_shape: tuple[int, ...], num_classes: int, name: str) -> None:
-    """One dummy input through the model in eval mode, and in train mode on a copy (BatchNorm
-    needs more than one value per channel there): it must give (1, num_classes) logits."""
+    """Dummy inputs through the model in eval mode (one) and in train mode on a copy (two:
+    BatchNorm needs more than one value per channel there): logits of shape (n, num_classes)."""
     p = next(model.parameters(), None)
-    x = torch.zeros(1, *in_shape, dtype=p.dtype if p is not None else torch.float32)
     for training in (False, True):
+        n = 2 if training else 1
+        x = torch.zeros(n, *in_shape, dtype=p.dtype if p is not None else torch.float32)
         net = copy.deepcopy(model) if training else model
         was = net.training
         net.train(training)
@@ -139,8 +140,8 @@ def check_output(model: nn.Module, in_shape: tuple[int, ...], num_classes: int, 
         finally:
             net.train(was)
         out = pick(out, None) if not isinstance(out, torch.Tensor) else out
-        if out.ndim != 2 or out.shape != (1, num_classes):
+        if out.ndim != 2 or out.shape != (n, num_classes):
             raise GradinvError(
-                f"model {name!r} returns {tuple(out.shape)} for one input; expected "
-                f"(1, {num_classes}) logits (the data has that many classes)"
+                f"model {name!r} returns {tuple(out.shape)} for {n} input(s); expected "
+                f"({n}, {num_classes}) logits (the data has that many classes)"
             )

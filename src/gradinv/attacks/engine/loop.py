@@ -160,8 +160,11 @@ def _round(run, parametrisation, objective, make_optimiser, indices, attempt, ba
             return run.targets
         return torch.softmax(variables[-1], dim=-1)
 
+    distances: list[torch.Tensor] = []  # the matching distance of each evaluation in a step
+
     def closure() -> torch.Tensor:
-        total, _ = objective(parametrisation.inputs(own), targets(), own)
+        total, distance = objective(parametrisation.inputs(own), targets(), own)
+        distances.append(distance.detach())
         finite = torch.isfinite(total)
         grads = torch.autograd.grad(torch.where(finite, total, 0.0).sum(), variables,
                                     allow_unused=True)  # fmt: skip
@@ -182,7 +185,9 @@ def _round(run, parametrisation, objective, make_optimiser, indices, attempt, ba
     try:
         for it in range(run.iterations):
             factor = run.schedule(it) if run.schedule else 1.0
+            distances.clear()
             losses = optimiser.step(closure, factor)
+            matched = distances[0].double().cpu()  # before the step, without priors
             parametrisation.project(own)
             parametrisation.after_step(own, it, run.iterations, generators)
             finite = torch.isfinite(losses).cpu()
@@ -194,7 +199,7 @@ def _round(run, parametrisation, objective, make_optimiser, indices, attempt, ba
             with torch.no_grad():
                 for k, v in zip(kept, variables, strict=True):
                     k[alive] = v.detach()[alive]
-            values = losses.tolist()
+            values = matched.tolist()
             for r in torch.nonzero(alive).flatten().tolist():
                 histories[r].append(values[r])
             if it % every == 0 or it == run.iterations - 1:

@@ -64,7 +64,8 @@ class Objective:
         total = distance if self.distance_weight == 1.0 else self.distance_weight * distance
         if self.relative:
             if self._scale is None or self._scale.shape != distance.shape:
-                self._scale = 1.0 / distance.detach().abs().clamp_min(1e-30)
+                # per member: each of the G members is scaled as a single run would be
+                self._scale = self.group / distance.detach().abs().clamp_min(1e-30)
             total = total * self._scale
         own = [p for p in self.priors if not p.joint and p.weight]
         joint = [p for p in self.priors if p.joint and p.weight]
