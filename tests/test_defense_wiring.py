@@ -131,19 +131,20 @@ def test_defense_aware_matching_differs_from_plain_only_through_the_recorded_def
     obs, x, y = _pruned_observation()
     aware = Problem.build(obs, "auto", defense_aware=True)
     plain = Problem.build(obs, "auto")
-    # the pruned entries are exactly the ones the defense-aware matching ignores
-    masks = aware.simulator.masks
-    assert masks is not None and all(torch.equal(masks[k], obs.update[k] != 0) for k in obs.update)
     cosine = DISTANCES.get("cosine")
     truth = obs.normalize(x)[None]
     d_aware = float(cosine(aware.simulator(truth, y), aware.simulator.target)[0])
     d_plain = float(cosine(plain.simulator(truth, y), plain.simulator.target)[0])
-    # the true image explains the kept entries exactly; the plain distance also counts the 90 %
-    # of its gradient that the client zeroed
+    # the true image explains the pruned observation exactly once the pruning is simulated; the
+    # plain distance also counts the 90 % of its gradient that the client zeroed
     assert d_aware < 1e-5 and d_plain > 0.05, (d_aware, d_plain)
+    assert aware.info == {"defense_aware": ["prune"]} and plain.info == {}
     # with the defenses removed from the record, defense-aware is the plain attack, bit for bit
     blind = replace(obs, defenses=[])
     a = make_attack("dlg", iterations=2, defense_aware=True, progress=False).reconstruct(blind)
     b = make_attack("dlg", iterations=2, progress=False).reconstruct(obs)
     assert torch.equal(a.images, b.images) and a.loss_history == b.loss_history
     assert "defense_aware" not in a.info
+    # and with them, it is not
+    c = make_attack("dlg", iterations=2, defense_aware=True, progress=False).reconstruct(obs)
+    assert not torch.equal(c.images, b.images) and c.info["defense_aware"] == ["prune"]

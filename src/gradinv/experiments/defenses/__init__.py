@@ -8,7 +8,7 @@ of the defense-aware literature measured with blind choices only.
 
 The experiment is a list of cells (`grid.cells(settings)`, JSON-able dicts) run by the module-level
 `cell.cell(config, out_dir) -> dict`, so any runner that takes a cell function can run it
-(`runner.run_cells` here; `gradinv.sweep.run_sweep` once it lands, see runner.py)."""
+(`gradinv.sweep.run_sweep` with one axis holding the cells, see runner.py)."""
 
 from __future__ import annotations
 
@@ -38,12 +38,16 @@ def run_defense_experiment(
     out: str,
     quick: bool = False,
     settings: DefenseSettings | None = None,
+    engine: str = "local",
     workers: int = 1,
     resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every cell, then write results.json, claims.json, report.md and the figures into `out`
-    (which the caller has checked); returns {"claims", "summary", ...}."""
+    """Run every cell through the sweep runner (`engine`, `workers`, `resume` as in `gradinv
+    sweep`), then write results.json, claims.json, report.md and the figures into `out` (which
+    the caller has checked); returns {"claims", "summary", ...}."""
     s = settings or (quick_settings() if quick else full_settings())
     todo = cells(s)
     os.makedirs(out, exist_ok=True)
@@ -55,7 +59,7 @@ def run_defense_experiment(
         directory = cached_generator(**s.generator)
         if log:
             log(f"generator: {directory} ({time.perf_counter() - t0:.0f} s)")
-    records = run_cells(todo, out, cell, workers=workers, resume=resume, log=log)
+    records, sweep_dir = run_cells(todo, out, engine, workers, resume, progress, overwrite)
     summary = summarise(records)
     table = claims(summary)
     figures = []
@@ -63,7 +67,7 @@ def run_defense_experiment(
     for name, draw in (("privacy_utility.png", lambda p: privacy_utility_plot(p, summary[first])),
                        ("psnr_vs_strength.png", lambda p: strength_plot(p, summary[first])),
                        ("reconstructions.png",
-                        lambda p: montage(p, out, records, first, s.seeds[0]))):  # fmt: skip
+                        lambda p: montage(p, sweep_dir, records, first, s.seeds[0]))):  # fmt: skip
         if draw(os.path.join(out, name)):
             figures.append(name)
     failed = [{"cell": r["cell"], "error": r["error"]} for r in records if "error" in r]
@@ -76,6 +80,7 @@ def run_defense_experiment(
         "failed_cells": failed,
         "total_s": round(time.perf_counter() - start, 1),
         "cpu_s": round(sum(r.get("metrics", {}).get("cpu_s", 0) for r in records), 1),
+        "engine": engine,
         "workers": workers,
         "cells": records,
     }

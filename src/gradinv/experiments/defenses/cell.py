@@ -68,6 +68,8 @@ def run_config(config: dict[str, Any]) -> RunConfig:
 def _attack(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
     rc = run_config(config)
     result = run(rc, progress=False)
+    if result.reconstruction.info.get("interrupted"):
+        raise KeyboardInterrupt  # the attack caught Ctrl-C: its best iterate is not this result
     obs, rec, truth = result.observation, result.reconstruction, result.images
     m = result.metrics
     labels = obs.labels

@@ -84,6 +84,7 @@ def full_settings() -> DefenseSettings:
         aware=SIMULATED,
         generative=(NONE, "prune:ratio=0.9", "prune:ratio=0.99", NOISE[2], "sign",
                     "soteria:ratio=0.8", "precode", *DPSGD[1:]),
+        aware_attacks=("dlg", "ig", "gias", "ggl"),
     )  # fmt: skip
     mlp = Block("mlp4", "mlp4", {}, 1,
                 (NONE, "prune:ratio=0.5", "prune:ratio=0.9", NOISE[1], NOISE[2], "sign", DPSGD[1]),
@@ -91,7 +92,7 @@ def full_settings() -> DefenseSettings:
     return DefenseSettings(
         blocks=(lenet, mlp),
         attack_options={
-            "dlg": {"iterations": 20},
+            "dlg": {"iterations": 50},
             "ig": {"iterations": 600},
             "gias": {"iterations": 300, "restarts": 2, "weight_iterations": 200},
             "ggl": {"generations": 150, "population": 24},

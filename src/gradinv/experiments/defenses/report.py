@@ -15,7 +15,6 @@ from PIL import Image  # noqa: E402
 
 from ...defenses import parse_defense  # noqa: E402
 from .grid import NONE  # noqa: E402
-from .runner import cell_id  # noqa: E402
 from .summary import fmt  # noqa: E402
 
 FAMILY_COLOURS = {"none": "k", "prune": "tab:blue", "noise": "tab:orange", "laplace": "tab:brown",
@@ -90,7 +89,7 @@ def strength_plot(path: str, rows: dict[str, dict[str, Any]]) -> bool:
     return True
 
 
-def montage(path: str, out: str, records: list[dict[str, Any]], block: str, seed: int) -> bool:
+def montage(path: str, sweep: str, records: list[dict[str, Any]], block: str, seed: int) -> bool:
     """Seed `seed`'s reconstructions: one row per defense setting, truth first, then one column
     per attack variant (blank where it did not run)."""
     cells = [r for r in records if r["config"]["kind"] == "attack"
@@ -101,7 +100,7 @@ def montage(path: str, out: str, records: list[dict[str, Any]], block: str, seed
     defenses = list(dict.fromkeys(r["config"]["defense"] for r in cells))
     variants = sorted({r["config"]["attack"] + ("+aware" if r["config"]["aware"] else "")
                        for r in cells})  # fmt: skip
-    tile = Image.open(os.path.join(out, "cells", cell_id(cells[0]["config"]), "truth.png"))
+    tile = Image.open(os.path.join(sweep, "cells", cells[0]["dir"], "truth.png"))
     w, h = tile.size
     label_w, head_h = 110, 14
     sheet = Image.new(
@@ -119,7 +118,7 @@ def montage(path: str, out: str, records: list[dict[str, Any]], block: str, seed
             if c["defense"] != defense:
                 continue
             v = c["attack"] + ("+aware" if c["aware"] else "")
-            folder = os.path.join(out, "cells", cell_id(c))
+            folder = os.path.join(sweep, "cells", r["dir"])
             sheet.paste(Image.open(os.path.join(folder, "truth.png")), (label_w, head_h + i * h))
             j = variants.index(v) + 1
             sheet.paste(Image.open(os.path.join(folder, "reconstruction.png")),
@@ -138,7 +137,8 @@ def write_markdown(out: str, payload: dict[str, Any]) -> None:
         "",
         f"Command: `{command} --out {out}` — {payload['total_s']} s wall, "
         f"{payload['cpu_s']} s CPU over all cells (1 torch thread per cell, "
-        f"{payload['workers']} worker(s), shared machine: times are upper bounds). "
+        f"{payload['workers']} worker(s), engine {payload['engine']}; shared machine: times are "
+        "upper bounds). "
         f"Private batches: `{s['data']}` ({s['image_size']}×{s['image_size']}, labels known to the "
         f"server); seeds {list(s['seeds'])} (batch, model initialisation and attack start). "
         "Every choice among attacks is blind (lowest defense-aware cosine matching loss per "
@@ -161,8 +161,8 @@ def write_markdown(out: str, payload: dict[str, Any]) -> None:
     if failed:
         lines += ["", f"## Failed cells ({len(failed)})", ""]
         lines += [f"- `{f['cell']}`: {f['error']}" for f in failed]
-    lines += ["", "Per-cell records: `results.json` (and `cells/*/record.json`); claims: "
-              "`claims.json`."]  # fmt: skip
+    lines += ["", "Per-cell records: `results.json` (and `sweep/results.jsonl`, one directory "
+              "per cell in `sweep/cells/`); claims: `claims.json`."]  # fmt: skip
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
 

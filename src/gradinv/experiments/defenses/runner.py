@@ -1,116 +1,67 @@
-"""Running the cells: `run_cells(cells, out, cell_fn, workers, resume)` -> one record per cell.
-
-This is the seam for the sweep runner (`gradinv.sweep.run_sweep`, branch `sweep`, not in main
-yet): it has the same cell contract (`cell_fn(config, cell_dir) -> metrics`, importable by name),
-so switching means calling `run_sweep(Grid(base={}, axes={"cell": cells}, settings=None), out,
-cell_fn=..., check_fn=None, engine=..., workers=..., resume=...)` here (the cell function unwraps
-`{"cell": config}`). Until then: a local process pool, one directory per cell
-(`cells/<id>/record.json` written last, so a directory with a record is complete), and `resume`
-skips the cells that already have one."""
+"""Running the cells through the sweep runner (`gradinv.sweep.run_sweep`): one axis, `cell`,
+holds the experiment's cell configs, so every sweep feature applies — local process pool or Ray
+(`engine`), `workers`, `resume` after a crash (finished cells are kept), one directory per cell
+under `<out>/sweep/cells/`, results.jsonl."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from ...errors import GradinvError
+from ...sweep import Grid, run_sweep
+from .cell import cell, run_config
 
-CellFn = Callable[[dict[str, Any], str], dict[str, Any]]
-RECORD = "record.json"
-
-
-def cell_id(config: dict[str, Any]) -> str:
-    """A readable, stable directory name: kind, block, defense, attack, seed and a hash."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-    parts = [config["kind"], config.get("block", ""), config["defense"],
-             config.get("attack", ""), "aware" if config.get("aware") else "",
-             f"s{config['seed']}"]  # fmt: skip
-    slug = "_".join(p for p in parts if p)
-    slug = "".join(c if c.isalnum() or c in "._=-" else "-" for c in slug)
-    return f"{slug}_{digest}"
+SWEEP = "sweep"  # the sweep's directory inside the experiment's --out
 
 
-def _execute(cell_fn: CellFn, config: dict[str, Any], root: str) -> dict[str, Any]:
-    """One cell into a scratch directory renamed into place once its record is written; an
-    error becomes an error record (one bad cell never stops the experiment)."""
-    cid = cell_id(config)
-    final, tmp = os.path.join(root, cid), os.path.join(root, ".tmp-" + cid)
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
-        metrics = cell_fn(config, tmp)
-        record = {"cell": cid, "config": config, "metrics": metrics}
-    except GradinvError as exc:
-        record = {"cell": cid, "config": config, "error": str(exc)}
-    except Exception as exc:  # a bug: recorded with its type, the run goes on
-        record = {"cell": cid, "config": config, "error": f"{type(exc).__name__}: {exc}"}
-    with open(os.path.join(tmp, RECORD), "w") as fh:
-        json.dump(record, fh, indent=1, allow_nan=False)
-    shutil.rmtree(final, ignore_errors=True)
-    os.rename(tmp, final)
-    return record
+def check_cell(config: dict[str, Any]) -> None:
+    """Every cell checked before any runs (as `gradinv attack` checks its settings): names,
+    options and defense specs; the generator is not trained here."""
+    from ...attacks import make_attack
+    from ...defenses import parse_defense
+    from ...pipeline import attack_kwargs, check
+    from .grid import NONE
 
-
-def stored(root: str, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The record of a finished, successful cell, else None."""
-    try:
-        with open(os.path.join(root, cell_id(config), RECORD)) as fh:
-            record = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return record if "metrics" in record else None
+    config = config.get("cell", config)
+    if config["defense"] != NONE:
+        parse_defense(config["defense"])
+    if config["kind"] != "attack":
+        return
+    rc = run_config({**config, "generator": None})
+    if config.get("generator"):
+        rc.attack_options["generator"] = "untrained"
+    check(rc)
+    make_attack(rc.attack, progress=False, **attack_kwargs(rc))
 
 
 def run_cells(
     cells: list[dict[str, Any]],
     out: str,
-    cell_fn: CellFn,
+    engine: str = "local",
     workers: int = 1,
     resume: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Run every cell (in `workers` processes) and return their records in the cells' order."""
-    if workers < 1:
-        raise GradinvError(f"--workers must be >= 1, got {workers}")
-    root = os.path.join(out, "cells")
-    if not resume:
-        shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root, exist_ok=True)
-    records: dict[int, dict[str, Any]] = {}
-    todo = []
-    for i, config in enumerate(cells):
-        done = stored(root, config) if resume else None
-        if done is not None:
-            records[i] = done
-        else:
-            todo.append(i)
-    if log and resume:
-        log(f"resume: {len(records)} of {len(cells)} cells already done")
-
-    def note(i: int, record: dict[str, Any]) -> None:
-        records[i] = record
-        if log:
-            what = record.get("error") or _short(record["metrics"])
-            log(f"[{len(records)}/{len(cells)}] {record['cell']}: {what}")
-
-    if workers == 1:
-        for i in todo:
-            note(i, _execute(cell_fn, cells[i], root))
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = {pool.submit(_execute, cell_fn, cells[i], root): i for i in todo}
-            for future in as_completed(futures):
-                note(futures[future], future.result())
-    return [records[i] for i in range(len(cells))]
-
-
-def _short(metrics: dict[str, Any]) -> str:
-    if "accuracy" in metrics:
-        return f"accuracy {metrics['accuracy']:.3f} ({metrics['cpu_s']} s CPU)"
-    return f"PSNR {metrics['psnr']:.1f} dB ({metrics['cpu_s']} s CPU)"
+    progress: bool = True,
+    overwrite: bool = False,
+) -> tuple[list[dict[str, Any]], str]:
+    """Run the cells in `<out>/sweep` and return (one record per cell in the cells' order,
+    the sweep directory). An earlier sweep there is continued (`resume`), replaced
+    (`overwrite`), or an error."""
+    directory = os.path.join(out, SWEEP)
+    if os.path.isdir(directory) and not resume:
+        if not overwrite:
+            raise GradinvError(f"{out!r} holds an earlier (maybe unfinished) run in {SWEEP}/; "
+                               "pass --resume to continue it or --overwrite to replace it")  # fmt: skip
+        shutil.rmtree(directory)
+    grid = Grid(base={}, axes={"cell": cells}, settings=None)
+    result = run_sweep(grid, directory, engine=engine, workers=workers, resume=resume,
+                       threads=1, cell_fn=cell, check_fn=check_cell, progress=progress,
+                       metrics=())  # fmt: skip
+    records = []
+    for c in result.cells:
+        record = result.records.get(c.id)
+        if record is None:
+            raise GradinvError(f"cell {c.id} did not run; rerun with --resume")
+        records.append({**record, "config": c.config["cell"], "dir": c.id})
+    return records, directory

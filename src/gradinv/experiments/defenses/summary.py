@@ -29,7 +29,9 @@ def stats(values: list[float]) -> dict[str, Any]:
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if not len(v):
         return {"mean": None, "std": None, "n": 0}
-    return {"mean": round(float(v.mean()), 2), "std": round(float(v.std(ddof=0)), 2), "n": len(v)}
+    # sample std over the seeds (as the sweep summary); rounded for reading, not for deciding
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {"mean": round(float(v.mean()), 4), "std": round(std, 4), "n": len(v)}
 
 
 def fmt(s: dict[str, Any] | None, digits: int = 1) -> str:
