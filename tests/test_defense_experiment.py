@@ -79,8 +79,9 @@ def test_choices_are_blind_noise_as_truth_selects_the_same(tmp_path, monkeypatch
 
     import gradinv.pipeline as pipeline
 
-    block = Block("lenet", "lenet", {"init": "uniform"}, 1, ("prune:ratio=0.9",), ("dlg", "ig"),
-                  aware=("prune:ratio=0.9",))  # fmt: skip
+    block = Block("lenet", "lenet", {"init": "uniform"}, 1, ("prune:ratio=0.9",),
+                  plain={"dlg": None, "ig": None},
+                  aware={"dlg": ("prune:ratio=0.9",), "ig": ("prune:ratio=0.9",)})  # fmt: skip
     s = replace(quick_settings(), seeds=(0,), blocks=(block,), generator=None, utility={},
                 attack_options={"dlg": {"iterations": 2}, "ig": {"iterations": 10}})  # fmt: skip
     honest = run_defense_experiment(str(tmp_path / "a"), settings=s, progress=False)
