@@ -41,10 +41,12 @@ def test_quick_run_writes_a_complete_claims_table_and_report(quick):
 
 
 def test_quick_claims_that_hold_with_margin(quick):
-    """c and t hold at every seed of a 6-seed run of the quick grid (docs/defenses.md), with
-    margins of > 3 dB (c: the attacks sit below the mean image) and > 2 dB over the 3 dB target
-    (t: the per-seed gains of dlg+aware over dlg ranged 5.9–9.0 dB); a and b are reported, not
-    asserted (a does not hold, b sits near its threshold at the quick budget)."""
+    """c and t hold at the quick budget with margin across seeds. Measured on the quick grid at
+    six seeds (0-5): t's per-seed gains of dlg+aware over dlg were 4.0-15.9 dB (mean 11.0; the
+    target is 3 dB; seeds 0 and 1, the ones run here: 10.8 and 10.1); under DP-SGD (σ = 1) every
+    attack stayed below the mean-image baseline (DLG 4.0 ± 0.5, GGL 8.4 ± 1.4, baseline
+    11.5 ± 1.8 dB). a does not hold and b sits near its threshold at the quick budget (17.6 ± 3.6
+    dB against 18): both are reported, not asserted."""
     claims = {c["id"]: c for c in json.loads((quick / "claims.json").read_text())}
     assert claims["c"]["holds"], claims["c"]
     assert claims["t"]["holds"], claims["t"]
@@ -55,8 +57,8 @@ def test_quick_claims_that_hold_with_margin(quick):
     gains = [a - p for a, p in zip(pruned["best_aware_runs"], pruned["best_plain_runs"],
                                    strict=True)]  # fmt: skip
     assert min(gains) >= 3, gains
-    # no defense: DLG recovers the private image (the defenses are what stops it)
-    assert lenet[NONE]["variants"]["dlg"]["mean"] > 30
+    # without a defense DLG recovers the private image: the defenses are what stop it
+    assert lenet[NONE]["variants"]["dlg"]["mean"] > 20
 
 
 def test_resume_reuses_finished_cells_and_out_is_checked_first(quick, capsys):
@@ -93,7 +95,10 @@ def test_choices_are_blind_noise_as_truth_selects_the_same(tmp_path, monkeypatch
 
     monkeypatch.setattr(pipeline, "evaluate", noisy)
     blind = run_defense_experiment(str(tmp_path / "b"), settings=s, progress=False)
-    a, b = honest["summary"]["lenet"]["prune:ratio=0.9"], blind["summary"]["lenet"]["prune:ratio=0.9"]
+    a, b = (
+        honest["summary"]["lenet"]["prune:ratio=0.9"],
+        blind["summary"]["lenet"]["prune:ratio=0.9"],
+    )
     for key in ("best_chosen", "best_plain_chosen", "best_aware_chosen"):
         assert a[key] == b[key], key
     assert a["best_runs"] != b["best_runs"]  # the scores did change

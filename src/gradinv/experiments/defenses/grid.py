@@ -117,8 +117,14 @@ def quick_settings() -> DefenseSettings:
         seeds=(0, 1),
         blocks=(lenet, mlp),
         attack_options={"dlg": {"iterations": 10}, "ggl": {"generations": 20, "population": 12}},
-        generator={"data_spec": "fashion-mnist@train", "channels": 1, "image_size": 28,
-                   "epochs": 1, "seed": 0, "max_images": 2000},  # fmt: skip
+        generator={
+            "data_spec": "fashion-mnist@train",
+            "channels": 1,
+            "image_size": 28,
+            "epochs": 1,
+            "seed": 0,
+            "max_images": 2000,
+        },
         utility={"rounds": 4, "clients": 2, "samples_per_client": 200, "test_size": 500},
         utility_seeds=(0,),
     )

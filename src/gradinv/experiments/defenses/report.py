@@ -15,7 +15,7 @@ from PIL import Image  # noqa: E402
 
 from ...defenses import parse_defense  # noqa: E402
 from .grid import NONE  # noqa: E402
-from .summary import fmt  # noqa: E402
+from .summary import aware_gains, fmt  # noqa: E402
 
 FAMILY_COLOURS = {"none": "k", "prune": "tab:blue", "noise": "tab:orange", "laplace": "tab:brown",
                   "sign": "tab:purple", "quantize": "tab:pink", "clip": "tab:gray",
@@ -154,6 +154,7 @@ def write_markdown(out: str, payload: dict[str, Any]) -> None:
                      f"{'yes' if c['holds'] else '**no**'} |")  # fmt: skip
     for block, rows in payload["summary"].items():
         lines += ["", f"## {block}", ""] + _table(rows)
+        lines += _aware_table(rows)
     lines += ["", "## Figures", ""]
     for name in payload["figures"]:
         lines.append(f"![{name}]({name})")
@@ -165,6 +166,21 @@ def write_markdown(out: str, payload: dict[str, Any]) -> None:
               "per cell in `sweep/cells/`); claims: `claims.json`."]  # fmt: skip
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
+
+
+def _aware_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Defense-aware against plain, per defense and attack, on the same observations."""
+    lines = []
+    for spec, r in rows.items():
+        for attack, v in aware_gains(r).items():
+            lines.append(f"| {short(spec)} | {attack} | {fmt(v['plain'])} | {fmt(v['aware'])} | "
+                         f"{fmt(v['gain'])} |")  # fmt: skip
+    if not lines:
+        return []
+    head = ["", "Defense-aware against plain (PSNR in dB; gain: per-seed difference on the same "
+            "observation, mean ± std):", "", "| defense | attack | plain | defense-aware | gain |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    return head + lines
 
 
 def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
