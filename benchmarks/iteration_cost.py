@@ -1,26 +1,27 @@
-"""Cost of one gradient-matching iteration relative to one plain training step.
+"""Cost of one attack iteration relative to one plain training step, and of batched restarts.
 
-An attack iteration computes the dummy batch's parameter gradient with create_graph=True, the
-gradient distance, and differentiates that w.r.t. the images (a double backward), so its physical
-floor is about 3x a training step (forward + backward). Run: `python benchmarks/iteration_cost.py`.
+A training step is forward + backward + SGD step. An IG iteration is the whole step of the attack
+as it runs (the dummy batch's gradient with a graph, cosine distance, TV, the double backward,
+signed Adam, projection), measured from two runs of the public API with different iteration
+counts, so set-up costs cancel. Its physical floor is about 3x a training step (one double
+backward). Run: `python benchmarks/iteration_cost.py [--out docs/results/iteration_cost.json]`;
+it uses only the public API, so the same script measures an older checkout (PYTHONPATH=...).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 
 import torch
 import torch.nn.functional as F
 
-from gradinv.attacks.distances import cosine
-from gradinv.attacks.optimization import Matcher
-from gradinv.fl import observe
-from gradinv.models import build_model
+from gradinv import build_model, make_attack, observe
 
 
-def _time(fn, repeats: int) -> float:
+def _per_call(fn, repeats: int) -> float:
     fn()  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):
@@ -28,46 +29,84 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def measure(model_name: str, batch: int, size: int = 32, repeats: int = 5) -> tuple[float, float]:
+def _setup(model_name: str, batch: int, size: int, width: int | None):
     torch.manual_seed(0)
-    model = build_model(model_name, (3, size, size), 10)
+    options = {"width": width} if width else {}
+    model = build_model(model_name, (3, size, size), 10, **options)
     x = torch.rand(batch, 3, size, size)
     y = torch.arange(batch) % 10
-    obs = observe(model, x, y, share_labels=True)
-    params = list(model.parameters())
+    return model, x, y
 
-    def train_step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        torch.autograd.grad(loss, params)
 
-    matcher = Matcher(obs)
-    dummy = torch.randn_like(x, requires_grad=True)
-
-    def attack_step() -> None:
-        loss = cosine(matcher.update(dummy, y), matcher.target)
-        torch.autograd.grad(loss, dummy)
-
+def train_step_ms(model_name: str, batch: int, size: int, width: int | None, repeats: int) -> float:
+    model, x, y = _setup(model_name, batch, size, width)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
     model.train()
-    return _time(train_step, repeats), _time(attack_step, repeats)
+
+    def step() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return 1e3 * _per_call(step, repeats)
+
+
+def ig_iteration_ms(
+    model_name: str, batch: int, size: int, width: int | None, short: int, long: int,
+    restarts: int = 1,
+) -> float:  # fmt: skip
+    model, x, y = _setup(model_name, batch, size, width)
+    obs = observe(model, x, y, share_labels=True)
+
+    def run(iterations: int) -> float:
+        attack = make_attack("ig", iterations=iterations, restarts=restarts, progress=False)
+        start = time.perf_counter()
+        attack.reconstruct(obs)
+        return time.perf_counter() - start
+
+    run(short)  # warm-up
+    t_short, t_long = min(run(short) for _ in range(2)), min(run(long) for _ in range(2))
+    return 1e3 * (t_long - t_short) / (long - short)
+
+
+CASES = [("lenet", 1, None), ("lenet", 8, None), ("convnet", 1, None), ("convnet", 8, None),
+         ("resnet18", 1, None), ("resnet18", 8, None)]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--label", default="after", help="a name for this checkout (before/after)")
+    parser.add_argument("--out", default=None, help="merge the rows into this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, 32x32"
-    )
-    print("| model | batch | train step (ms) | attack iteration (ms) | ratio |")
-    print("|---|---|---|---|---|")
-    for name in ("lenet", "convnet", "resnet18"):
-        for batch in (1, 8):
-            train, attack = measure(name, batch, repeats=args.repeats)
-            print(
-                f"| {name} | {batch} | {train * 1e3:.1f} | {attack * 1e3:.1f} | {attack / train:.1f}x |"
-            )
+    rows = []
+    print(f"torch {torch.__version__}, {platform.machine()}, {args.threads} thread(s), 32x32")
+    print("| model | batch | train step (ms) | IG iteration (ms) | ratio | 4 restarts / 1 |")
+    print("|---|---|---|---|---|---|")
+    for name, batch, width in CASES:
+        heavy = name == "resnet18"
+        short, long = (3, 13) if heavy else (10, 110)
+        train = train_step_ms(name, batch, 32, width, 5 if heavy else args.repeats)
+        attack = ig_iteration_ms(name, batch, 32, width, short, long)
+        batched = ig_iteration_ms(name, batch, 32, width, short, long, restarts=4) / attack
+        row = {"model": name, "batch": batch, "train_step_ms": round(train, 2),
+               "iteration_ms": round(attack, 2), "ratio": round(attack / train, 2),
+               "restarts4_over_1": round(batched, 2)}  # fmt: skip
+        rows.append(row)
+        print(f"| {name} | {batch} | {train:.1f} | {attack:.1f} | {attack / train:.2f}x | "
+              f"{batched:.2f}x |", flush=True)  # fmt: skip
+    if args.out:
+        try:
+            with open(args.out) as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            data = {}
+        data["command"] = "python benchmarks/iteration_cost.py --label LABEL --out FILE"
+        data[args.label] = {"threads": args.threads, "torch": torch.__version__, "rows": rows}
+        with open(args.out, "w") as fh:
+            json.dump(data, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_interrupted_attack_still_writes_the_report(tmp_path, ctrl_c_at):
     (["attack", "--attack", "ig", "--attack-opt", "signed=maybe"], "expected true or false"),
     (["attack", "--seed", "-1"], "seed must be an integer >= 0"),
     (["attack", "--model", "mlp4", "--model-opt", "width=-5"], "width must be an integer >= 1"),
-    (["attack", "--model", "convnet", "--image-size", "4"], "the smallest size it takes is"),
+    (["attack", "--model", "convnet", "--image-size", "4"], "fails on this batch of 1 in train mode"),
     (["attack", "--truth", "x.safetensors"], "give --observation"),
     (["attack", "--observation", "/no/such/dir"], "observation directory not found"),
     (["attack", "--model", "/no/such/file.py:Net"], "file not found"),
@@ -157,3 +157,22 @@ def test_real_process_prints_no_traceback(tmp_path):
         proc.stderr.strip()
         == "error: unknown attack 'nope'; choose from: " + proc.stderr.split("from: ")[1].strip()
     )
+
+
+def test_ctrl_c_while_importing_exits_130_without_a_traceback(monkeypatch, capsys):
+    import builtins
+
+    from gradinv import _entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "cli" or name.endswith(".cli"):
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry.entry()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

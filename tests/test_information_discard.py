@@ -22,7 +22,7 @@ def test_quick_experiment_writes_a_complete_claims_table(tmp_path):
     s = replace(q, fail_iterations=q.adam_iterations, adam_iterations=10, tv_weights=(1e-4, 1e-1),
                 batch_sizes=(1, 2), e_tv_weights=(0.0, 1e-6))  # fmt: skip
     s.f_candidates = f_candidates(20)
-    result = run_information_discard(str(tmp_path), quick=True, settings=s)
+    result = run_information_discard(str(tmp_path), quick=True, settings=s, workers=2)
     with open(tmp_path / "claims.json") as fh:
         claims = json.load(fh)
     assert [c["id"] for c in claims] == list(CLAIM_IDS)
@@ -67,7 +67,9 @@ def test_choices_are_blind_noise_as_truth_selects_the_same(tmp_path, monkeypatch
 
     s = replace(quick_settings(), adam_iterations=15, batch_sizes=(1, 2), e_tv_weights=(0.0, 1e-4))
     s.f_candidates = f_candidates(15)
-    honest = run_information_discard(str(tmp_path / "a"), settings=s, claims=["e", "f"])
+    honest = run_information_discard(
+        str(tmp_path / "a"), settings=s, claims=["e", "f"], engine="inline"
+    )  # in this process: the patch applies
     original = pipeline.evaluate
 
     def noisy(recon, truth, *args):
@@ -75,7 +77,9 @@ def test_choices_are_blind_noise_as_truth_selects_the_same(tmp_path, monkeypatch
         return original(recon, torch.rand(truth.shape, generator=gen), *args)
 
     monkeypatch.setattr(pipeline, "evaluate", noisy)
-    blind = run_information_discard(str(tmp_path / "b"), settings=s, claims=["e", "f"])
+    blind = run_information_discard(
+        str(tmp_path / "b"), settings=s, claims=["e", "f"], engine="inline"
+    )
     e1, e2 = honest["runs"]["e"]["rows"], blind["runs"]["e"]["rows"]
     assert [r["best_tv"] for r in e1] == [r["best_tv"] for r in e2]
     assert [r["matching_loss_by_tv"] for r in e1] == [r["matching_loss_by_tv"] for r in e2]

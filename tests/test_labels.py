@@ -172,3 +172,17 @@ def test_exact_multiset_at_64_all_one_class_on_untrained_lenet(sample_data):
         for obs, labels in (_round(sample_data, "lenet", 64, "same", seed) for seed in range(10))
     )
     assert exact >= 10 * 0.95
+
+
+def test_label_experiment_runs_through_the_sweep_runner_and_resumes(tmp_path):
+    from gradinv.experiments.labels import LabelGrid, run_grid
+
+    grid = LabelGrid(strategies=["auto", "llg"], batch_sizes=[1, 4], compositions=["same"],
+                     train_epochs=[0], models=["lenet"], seeds=2)  # fmt: skip
+    rows = run_grid(grid, out=str(tmp_path))
+    assert {(r["batch_size"], r["strategy"]) for r in rows} == {(1, "auto"), (1, "llg"),
+                                                                (4, "auto"), (4, "llg")}  # fmt: skip
+    cells = sorted(p.name for p in (tmp_path / "sweep" / "cells").iterdir())
+    assert len(cells) == 2
+    again = run_grid(grid, out=str(tmp_path), resume=True)  # nothing recomputed, same rows
+    assert again == rows

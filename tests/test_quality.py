@@ -1,20 +1,9 @@
 """Reconstruction quality on real bundled photos (fixed seeds: CPU runs are deterministic)."""
 
-import re
-from pathlib import Path
-
 import torch
 
 from gradinv.attacks.engine import Objective
 from gradinv.pipeline import RunConfig, run
-
-
-def test_readme_example_recovers_a_photo_from_mlp4_at_30db(capsys):
-    """The README's ten-line example runs as printed and reaches its claim (DLG, mlp4, B=1, known label)."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    exec(compile(code.replace("print(", "result = ("), "README.md", "exec"), namespace := {})
-    assert namespace["result"] >= 30.0, namespace["result"]
 
 
 def test_dlg_on_lenet_reaches_20db_and_recovers_the_label():

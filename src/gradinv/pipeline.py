@@ -106,9 +106,17 @@ def resolve_threads(threads: int | None) -> int:
 
 
 def use_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads and, as far as possible, the BLAS libraries' (scipy/numpy do
+    the closed forms' linear algebra: extra BLAS threads on a busy machine slow them ~50x)."""
     n = resolve_threads(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)
+    except ImportError:  # scikit-learn brings it; without it BLAS keeps its default
+        pass
     return n
 
 
@@ -382,7 +390,9 @@ def score(
         "attack": config.attack,
         "model": config.model,
         "data": config.data,
-        "batch_size": config.batch_size,
+        "batch_size": int(images.shape[0]) // max(1, config.clients)
+        if config.observation
+        else config.batch_size,
         "clients": config.clients,
         "secure_aggregation": config.secure_aggregation,
         "composition": config.composition,

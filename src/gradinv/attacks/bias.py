@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import GradinvError
 from ..fl import Observation
+from ..options import option
+from ._certify import Certifier, couples_samples, tolerance_for
 from ._closed_form import batch_size, first_linear, gradients, to_images
 from .base import ATTACKS, Attack, Reconstruction
 
@@ -21,9 +24,13 @@ class BiasAttack(Attack):
     sample, so x = ∇W_i / ∇b_i for any row with ∇b_i ≠ 0. The estimate is the least-squares
     combination of the `rows` rows with the largest |∇b_i| (exact to machine precision at B = 1).
 
-    For B > 1 a row is a mixture of the samples that activate its neuron; a row whose ratio is
-    shared by other rows (to `agreement`) comes from a single sample: those are returned first and
-    counted as certified, the remaining images are the strongest uncertified ratios.
+    For B > 1 a row is a mixture of the samples that activate its neuron; rows whose ratios agree
+    (to `agreement`) are candidates for a single sample. Agreement alone is no certificate: rows
+    activated only by two near-duplicate samples give mixtures that agree as well. A candidate is
+    certified only when its own per-sample gradient (label fitted) is exactly a piece of the
+    update (see `_certify`: subtracting it lowers the gradient's rank by one, jointly for all
+    certified samples, to a relative residual within `certify_tolerance`). Certified samples come first, then the other
+    candidates and the strongest remaining ratios, uncertified.
 
     Example::
 
@@ -37,14 +44,15 @@ class BiasAttack(Attack):
     contract_model_options = {"width": 100}
     contract_options = {}
     contract_batch_size = 2
-    rows: int = 256  # rows with the largest |∇b_i| used (B = 1) or clustered (B > 1)
-    agreement: float = 1e-4  # relative distance under which two rows' ratios are one sample
-
-    def check(self) -> None:
-        if self.rows < 1:
-            raise GradinvError(f"bias attack rows must be >= 1, got {self.rows}")
-        if not 0 < self.agreement < 1:
-            raise GradinvError(f"bias attack agreement must be in (0, 1), got {self.agreement}")
+    rows: int = option(256, "rows with the largest |∇b_i| used (B = 1) or grouped (B > 1)", low=1)
+    agreement: float = option(
+        1e-4, "relative distance under which two rows' ratios are one candidate sample",
+        low=0, high=1, low_open=True, high_open=True,
+    )  # fmt: skip
+    certify_tolerance: float = option(
+        0.0, "largest residual of a certified sample's own gradient, relative to it "
+        "(0: 100 × the update's unit roundoff, at least 1e-9)", low=0, high=1, high_open=True,
+    )  # fmt: skip
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
@@ -64,39 +72,53 @@ class BiasAttack(Attack):
             raise GradinvError("bias attack: the first layer's bias gradient is zero")
         if b_size == 1:
             rows_b = g_b[order]
-            x = (rows_b[:, None] * g_w[order]).sum(0) / rows_b.pow(2).sum()
-            x = x[None]
-            certified = [True]
+            candidates = [((rows_b[:, None] * g_w[order]).sum(0) / rows_b.pow(2).sum()).numpy()]
+            spare: list[torch.Tensor] = []
         else:
-            x, certified = self._isolate(g_w[order] / g_b[order, None], b_size)
-        return Reconstruction(
-            images=to_images(observation, x),
-            info={
-                "batch_size": b_size,
-                "certified": certified,
-                "certified_count": int(sum(certified)),
-                "rows_used": int(len(order)),
-            },
-        )
+            candidates, spare = self._isolate(g_w[order] / g_b[order, None])
+        certified: list[np.ndarray] = []
+        if not couples_samples(observation):  # train-mode BatchNorm: no per-sample gradient
+            checked = [layer.weight] + ([layer.next_weight] if layer.next_weight else [])
+            certifier = Certifier(
+                observation,
+                checked,
+                grads,
+                b_size,
+                tolerance_for(observation, self.certify_tolerance),
+                self.seed,
+            )
+            certified = [c.x for c in certifier.certify([], candidates)[0]]
+        rest = [x for x in candidates if not any(x is c for c in certified)]
+        rows = [torch.from_numpy(x) for x in certified + rest] + spare
+        rows = rows[:b_size] + [torch.zeros_like(g_w[0])] * max(0, b_size - len(rows))
+        count = len(certified)
+        info = {
+            "batch_size": b_size,
+            "certified": [i < count for i in range(b_size)],
+            "certified_count": count,
+            "rows_used": int(len(order)),
+        }
+        if count < b_size:
+            info["warning"] = (
+                f"bias: {count} of {b_size} samples certified; the others are unverified guesses"
+            )
+        return Reconstruction(images=to_images(observation, torch.stack(rows)), info=info)
 
-    def _isolate(self, ratios: torch.Tensor, b_size: int) -> tuple[torch.Tensor, list[bool]]:
-        """Group rows whose ratios coincide: each group of ≥ 2 rows is one isolated sample."""
+    def _isolate(self, ratios: torch.Tensor) -> tuple[list[np.ndarray], list[torch.Tensor]]:
+        """Group rows whose ratios coincide: each group of ≥ 2 rows is a candidate sample (its
+        mean); single rows are spare guesses."""
         norms = ratios.norm(dim=1, keepdim=True).clamp_min(1e-300)
         dist = torch.cdist(ratios, ratios) / torch.minimum(norms, norms.T)
         close = dist < self.agreement
         taken = torch.zeros(len(ratios), dtype=torch.bool)
-        isolated, spare = [], []
+        groups, spare = [], []
         for i in range(len(ratios)):
             if taken[i]:
                 continue
             group = close[i] & ~taken
             taken |= group
             if int(group.sum()) >= 2:
-                isolated.append(ratios[group].mean(0))
+                groups.append(ratios[group].mean(0).numpy())
             else:
                 spare.append(ratios[i])
-        rows = (isolated + spare)[:b_size]
-        while len(rows) < b_size:
-            rows.append(torch.zeros_like(ratios[0]))
-        certified = [i < len(isolated) for i in range(b_size)]
-        return torch.stack(rows), certified
+        return groups, spare

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
+from scipy.linalg import solve_triangular
 
-from ..analysis.rank import chain, invertible, rank_of
+from ..analysis.rank import chain, invertible, pivoted_cholesky
 from ..errors import GradinvError
 from ..fl import Observation
+from ..fl.protocol import simulate_update
+from ..options import option
 from ._closed_form import batch_size, gradients, to_images
 from .base import ATTACKS, Attack, Reconstruction
 
@@ -27,9 +31,22 @@ class RGap(Attack):
     logits). Then, layer by layer from the top, the layer's input x solves the least-squares system
     [K; C] x = [vec ∇W; σ⁻¹(a) − bias] — gradient constraints (the conv as a matrix) and forward
     constraints from the input already recovered above — and k moves down as (Cᵀ k) ⊙ σ′.
-    With `rank_analysis=True`, `info["rank_deficits"]` gives each layer's deficit for this very
-    sample (see `gradinv analyze` for the generic table). The result can seed
-    an optimisation attack.
+    The result can seed an optimisation attack.
+
+    Whether the result can be exact is always reported, never left to the user to ask:
+
+    - `info["rank_deficits"]`: per layer (input first), unknowns − rank of this sample's system,
+      from the pivoted Cholesky that also solves it (`rank_analysis`, layers with at most
+      `rank_limit` unknowns), else None. Independently of that, a count of equations per input
+      channel (`LayerSystem.rank_bound`) proves some layers deficient for free.
+    - `info["full_rank"]`: False when a layer is (provably) deficient, True when every deficit
+      was computed and is 0, None only when some rank is unknown.
+    - `info["gradient_residual"]`: ‖g(x̂, label) − g‖ / ‖g‖, the update the reconstruction
+      would produce under the observation's protocol, compared with the observed one.
+    - `info["exact"]`: full rank and a residual below `exact_residual`. Otherwise
+      `info["warning"]` says why, in one line.
+
+    Ctrl-C stops the recursion: a blank image, `info["interrupted"]` True.
 
     Example::
 
@@ -42,12 +59,18 @@ class RGap(Attack):
     contract_model = "cnn6"
     contract_options = {}
     contract_batch_size = 1
-    ridge: float = 1e-10  # relative Tikhonov term for rank-deficient layers (min-norm-like)
-    rank_analysis: bool = False  # also compute each layer's rank deficit (an eigendecomposition)
-
-    def check(self) -> None:
-        if not 0 <= self.ridge < 1:
-            raise GradinvError(f"rgap ridge must be in [0, 1), got {self.ridge}")
+    ridge: float = option(
+        1e-10, "relative Tikhonov term for rank-deficient layers (min-norm-like)",
+        low=0, high=1, high_open=True,
+    )  # fmt: skip
+    rank_analysis: bool = option(
+        True, "each layer's rank deficit (the pivoted Cholesky that also solves it)"
+    )
+    rank_limit: int = option(5000, "... for layers with at most this many unknowns", low=0)
+    exact_residual: float = option(
+        1e-3, "largest relative gradient residual of a result reported exact",
+        low=0, high=1, low_open=True, high_open=True,
+    )  # fmt: skip
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
@@ -81,40 +104,37 @@ class RGap(Attack):
 
         weight, grad_w, bias = tensors(last)
         k, a, label = self._top(weight, grad_w, bias, last, owner, grads)
-        deficits = []
-        x = a
-        for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
-            weight, grad_w, bias = tensors(layer)
-            if i < len(layers) - 1:
+        n_layers = len(layers)
+        # Per layer (input first): exact deficit or None; proven lower bound from counting.
+        deficits: list[int | None] = [None] * (n_layers - 1) + [0]  # rank-one top: determined
+        bounds = [layer.unknowns - layer.rank_bound() for layer in layers[:-1]] + [0]
+        x, interrupted = a, False
+        try:
+            for i in range(n_layers - 2, -1, -1):
+                layer, above = layers[i], layers[i + 1]
+                weight, grad_w, bias = tensors(layer)
                 # Move k down through the layer above, undo this layer's activation.
-                above = layers[i + 1]
-                w_above = tensors(above)[0]
-                a_out = x.reshape(layer.out_shape)
-                z = _inverse(layer.activation, a_out)
-                k = above.input_gradient(k, w_above).reshape(layer.out_shape)
+                z = _inverse(layer.activation, x.reshape(layer.out_shape))
+                k = above.input_gradient(k, tensors(above)[0]).reshape(layer.out_shape)
                 k = k * _derivative(layer.activation, z)
                 gram, g_scale, c_scale = layer.normal_system(k, weight)
                 z_free = z - (bias.view(-1, *([1] * (z.dim() - 1))) if bias is not None else 0)
                 rhs = layer.right_side(k, grad_w, z_free, weight, g_scale, c_scale)
-                if self.rank_analysis:
-                    deficits.append(layer.unknowns - rank_of(gram))
-                x = _solve(gram, rhs, self.ridge)
-            else:
-                deficits.append(0)  # the rank-one classifier gradient determines its input
-                x = a
-        deficits.reverse()
-        image = x.reshape(1, -1)
-        return Reconstruction(
-            images=to_images(observation, image),
-            labels=torch.tensor([label]),
-            info={
-                "batch_size": 1,
-                "label": label,
-                "rank_deficits": deficits if self.rank_analysis else None,
-                "full_rank": all(d == 0 for d in deficits) if self.rank_analysis else None,
-            },
-        )
+                if self.rank_analysis and layer.unknowns <= self.rank_limit:
+                    rank, x = _solve_ranked(gram, rhs, self.ridge)
+                    deficits[i] = layer.unknowns - rank
+                else:
+                    x = _solve(gram, rhs, self.ridge)
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:  # the input layer was not reached: a blank (mean) image
+            x = torch.zeros(layers[0].unknowns, dtype=torch.float64)
+        image = to_images(observation, x.reshape(1, -1))
+        info = _verdict(observation, image, label, layers, deficits, bounds, self.exact_residual)
+        if interrupted:
+            info |= {"interrupted": True, "exact": False}
+            info["warning"] = "rgap: interrupted before the input layer; the image is blank"
+        return Reconstruction(images=image.cpu(), labels=torch.tensor([label]), info=info)
 
     @staticmethod
     def _top(weight, grad_w, bias, last, owner, grads):  # noqa: ANN001, ANN205
@@ -173,6 +193,85 @@ def _derivative(activation: nn.Module | None, z: torch.Tensor) -> torch.Tensor:
     if isinstance(activation, nn.Tanh):
         return 1 - torch.tanh(z) ** 2
     raise GradinvError(f"rgap cannot differentiate {type(activation).__name__}")
+
+
+def _verdict(
+    observation: Observation, image: torch.Tensor, label: int, layers: list,
+    deficits: list[int | None], bounds: list[int], limit: float,
+) -> dict:  # fmt: skip
+    """rank_deficits, full_rank, gradient_residual, exact, and a one-line warning when not exact."""
+    proven = [
+        i for i, (d, b) in enumerate(zip(deficits, bounds, strict=True)) if (d or 0) > 0 or b > 0
+    ]
+    if proven:
+        full_rank = False
+    else:
+        full_rank = True if all(d == 0 for d in deficits) else None
+    residual = _gradient_residual(observation, image, label)
+    info = {
+        "batch_size": 1,
+        "label": label,
+        "rank_deficits": deficits,
+        "full_rank": full_rank,
+        "gradient_residual": float(f"{residual:.3g}"),
+        "exact": bool(full_rank is True and residual <= limit),
+        "interrupted": False,
+    }
+    if proven:
+        i = proven[0]
+        d = deficits[i] if deficits[i] is not None else f">= {bounds[i]}"
+        info["warning"] = (
+            f"rgap: layer {layers[i].name} is rank deficient (deficit {d} of "
+            f"{layers[i].unknowns} unknowns): this reconstruction cannot be exact"
+        )
+    elif full_rank is None:
+        i = deficits.index(None)
+        info["warning"] = (
+            f"rgap: rank of layer {layers[i].name} not computed ({layers[i].unknowns} unknowns; "
+            f"rank_limit/rank_analysis); gradient residual {residual:.2g}: exactness unknown"
+        )
+    elif not info["exact"]:
+        info["warning"] = (
+            f"rgap: the reconstruction's gradient misses the update by {residual:.2g} (relative, "
+            f"limit {limit:g}): it is not exact"
+        )
+    return info
+
+
+def _gradient_residual(observation: Observation, image: torch.Tensor, label: int) -> float:
+    """‖update(x̂, label) − update‖ / ‖update‖ under the observation's protocol, in float64."""
+    x = observation.normalize(image.to(observation.device, observation.dtype)).double()
+    params = {
+        k: v.detach().double().requires_grad_(True) for k, v in observation.parameters.items()
+    }
+    model = observation.model
+    buffers = {k: v.double() if v.is_floating_point() else v for k, v in model.named_buffers()}
+    buffers |= {
+        k: v.double() if v.is_floating_point() else v for k, v in observation.buffers.items()
+    }
+    was_training = model.training
+    model.train(observation.train_mode)
+    try:
+        target = torch.tensor([label], device=x.device)
+        sim = simulate_update(model, params, buffers, x, target, observation.protocol)
+    finally:
+        model.train(was_training)
+    num = sum(float((sim[n] - g.double()).pow(2).sum()) for n, g in observation.update.items())
+    den = sum(float(g.double().pow(2).sum()) for g in observation.update.values())
+    return (num / den) ** 0.5 if den > 0 else float("inf")
+
+
+def _solve_ranked(gram: torch.Tensor, rhs: torch.Tensor, ridge: float) -> tuple[int, torch.Tensor]:
+    """The system's numerical rank and its solution: through the pivoted Cholesky factor when
+    the rank is full, else the ridge solve."""
+    rank, low, piv = pivoted_cholesky(gram)
+    if rank < gram.shape[0]:
+        return rank, _solve(gram, rhs, ridge)
+    b = rhs.detach().double().cpu().numpy()[piv]
+    y = solve_triangular(low, b, lower=True)
+    out = np.empty_like(b)
+    out[piv] = solve_triangular(low.T, y, lower=False)
+    return rank, torch.from_numpy(out).to(rhs.dtype)
 
 
 def _solve(gram: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor:

@@ -13,7 +13,8 @@ from scipy.optimize import linprog
 
 from ..errors import GradinvError
 from ..fl import Observation
-from ..fl.protocol import forward, loss_fn
+from ..options import option
+from ._certify import Candidate, Certifier, couples_samples, tolerance_for
 from ._closed_form import (
     batch_size,
     first_linear,
@@ -48,8 +49,22 @@ class Spear(Attack):
       the hyperplane orthogonal to a column q of Q (D = L Q) when one sample is inactive on all of
       them; refined by trimmed least squares. Scales from L Q s = G_b, then Xᵀ = (Q diag s)⁻¹ R.
 
-    Every sample is certified: the ReLU pattern of W x + b must equal the support of its column of D
-    (resp. of a_k) and the linear system must be solved to numerical precision.
+    A candidate must pass the search's own test (the ReLU pattern of W x + b equals the support of
+    its column of D, resp. of a_k, and the linear system is solved to numerical precision), but
+    that test alone is not a certificate: samples with (nearly) the same ReLU pattern — flat or
+    near-duplicate images — make every affine combination of them pass it. A sample is
+    *certified* only when, with its label fitted, its own per-sample gradient is exactly a piece
+    of the observed update: subtracting it (and the whole certified set, jointly) lowers the rank
+    of the first layer's gradient, and of the next linear layer's, by one per sample, to a
+    relative residual within `certify_tolerance` (see `_certify` for why that is sound and how
+    far). Peeling subtracts only certified samples, from the original gradient, so no error
+    accumulates over rounds. Certified samples come first; the other images are blank (the mean
+    image) and `info["warning"]` says how many were certified. Uncertified candidates are not
+    returned: they are no evidence, and in a Hungarian evaluation a wrong guess can pull a certified
+    sample onto another image.
+
+    Ctrl-C (KeyboardInterrupt) stops the search: the candidates found so far are certified and
+    returned, `info["interrupted"]` is True.
 
     Example::
 
@@ -63,18 +78,19 @@ class Spear(Attack):
     contract_model_options = {"width": 100}
     contract_options = {}
     contract_batch_size = 4
-    method: str = "auto"  # auto | cone | sampling
-    max_programs: int = 0  # cone: linear programs to solve (0: 12·B + 40)
-    max_samples: int = 4000  # sampling: draws of B−1 rows
-    tolerance: float = 0.0  # relative zero threshold (0: 1e-5 for float32, 1e-9 for float64)
-
-    def check(self) -> None:
-        if self.method not in METHODS:
-            raise GradinvError(f"spear method {self.method!r}; choose from: {', '.join(METHODS)}")
-        if self.max_programs < 0 or self.max_samples < 1:
-            raise GradinvError("spear needs max_programs >= 0 and max_samples >= 1")
-        if self.tolerance < 0:
-            raise GradinvError(f"spear tolerance must be >= 0, got {self.tolerance}")
+    method: str = option(
+        "auto", "search: cone (a linear layer reads the ReLU outputs), sampling, or auto",
+        choices=METHODS,
+    )  # fmt: skip
+    max_programs: int = option(0, "cone: linear programs to solve (0: 12·B + 40)", low=0)
+    max_samples: int = option(4000, "sampling: draws of B−1 rows", low=1)
+    tolerance: float = option(
+        0.0, "relative zero threshold of the search (0: 1e-5 for float32, 1e-9 for float64)", low=0
+    )
+    certify_tolerance: float = option(
+        0.0, "largest residual of a certified sample's own gradient, relative to it "
+        "(0: 100 × the update's unit roundoff, at least 1e-9)", low=0, high=1, high_open=True,
+    )  # fmt: skip
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         self.check()
@@ -102,38 +118,116 @@ class Spear(Attack):
         method = self.method
         if method == "auto":
             method = "cone" if layer.next_weight is not None else "sampling"
+        if method == "cone" and layer.next_weight is None:
+            raise GradinvError(
+                "spear method 'cone' needs a linear layer reading the ReLU outputs; "
+                "use method=sampling"
+            )
+        # Train-mode BatchNorm couples the samples: no per-sample gradient to peel or verify.
+        separable = not couples_samples(observation)
+        certifier = None
+        if separable:
+            checked = [layer.weight] + ([layer.next_weight] if layer.next_weight else [])
+            certifier = Certifier(
+                observation,
+                checked,
+                grads,
+                b_size,
+                tolerance_for(observation, self.certify_tolerance),
+                self.seed,
+            )
         if method == "cone":
-            if layer.next_weight is None:
-                raise GradinvError(
-                    "spear method 'cone' needs a linear layer reading the ReLU outputs; "
-                    "use method=sampling"
-                )
-            solver = _Cone(observation, layer, grads, b_size, tol, self.seed)
+            solver: _Cone | _Sampling = _Cone(observation, layer, grads, b_size, tol, self.seed)
             budget = self.max_programs or 12 * b_size + 40
         else:
             basis = row_basis(g_w, b_size, self.seed)  # B × d
             solver = _Sampling(weight, bias, basis, g_w, g_b, b_size, tol)
             budget = self.max_samples
-        x, certified, tries = solver.run(np.random.default_rng(self.seed), budget)
+        out = _search(
+            solver, certifier, b_size, np.random.default_rng(self.seed), budget, separable
+        )
+        x = _assemble([c.x for c in out.accepted] + out.guesses, b_size, dim)
+        count = len(out.accepted)
         return Reconstruction(
             images=to_images(observation, torch.from_numpy(x)),
             info={
                 "method": method,
                 "batch_size": b_size,
-                "certified": [bool(c) for c in certified],
-                "certified_count": int(sum(certified)),
-                "tries": tries,
+                "certified": [i < count for i in range(b_size)],
+                "certified_count": count,
+                "certificate_residuals": [float(f"{c.residual:.3g}") for c in out.accepted],
+                "fitted_labels": [c.label for c in out.accepted],
+                "rejected": out.rejected,
+                "tries": solver.tries,
+                "interrupted": out.interrupted,
+                **({"warning": w} if (w := _warning(out, b_size, separable)) else {}),
                 **solver.details(),
             },
         )
+
+
+def _warning(out: _Outcome, b_size: int, separable: bool) -> str | None:
+    count = len(out.accepted)
+    if not separable:
+        return "spear: train-mode BatchNorm mixes the samples' gradients; the images are unverified"
+    if out.interrupted:
+        return f"spear: interrupted; {count} of {b_size} samples certified, the rest are blank"
+    if count < b_size:
+        return f"spear: {count} of {b_size} samples certified; the others are blank (mean image)"
+    return None
+
+
+@dataclass
+class _Outcome:
+    accepted: list[Candidate]  # certified, in the order they were certified
+    rejected: int  # candidates that failed the certificate
+    guesses: list[np.ndarray]  # candidates when nothing can be certified (train-mode BatchNorm)
+    interrupted: bool
+
+
+def _search(
+    solver: _Cone | _Sampling, certifier: Certifier | None, b_size: int,
+    rng: np.random.Generator, budget: int, peel: bool,
+) -> _Outcome:  # fmt: skip
+    """Rounds of search. After each, the round's candidates are certified against the original
+    gradient, and the certified samples' exact gradients are subtracted from it for the next
+    round. Ctrl-C ends the search with what was found so far."""
+    accepted: list[Candidate] = []
+    rejected = 0
+    total: dict[str, torch.Tensor] = {}
+    interrupted = False
+    try:
+        while len(accepted) < b_size and solver.tries < budget:
+            solver.round(rng, b_size - len(accepted), budget, patience=6 if peel else budget)
+            if certifier is None:
+                break
+            new, bad = certifier.certify(accepted, solver.pending)
+            accepted += new
+            rejected += len(bad)
+            solver.record(len(solver.pending), len(new))
+            solver.pending = []
+            if not new or not peel or not isinstance(solver, _Cone):
+                break
+            for cand in new:
+                for k, g in certifier.contribution(cand).items():
+                    total[k] = total[k] + g if k in total else g
+            solver.peel(total)
+    except KeyboardInterrupt:
+        interrupted = True
+        if certifier is not None and solver.pending:
+            new, bad = certifier.certify(accepted, solver.pending)
+            accepted += new
+            rejected += len(bad)
+    guesses = solver.pending[:b_size] if certifier is None else []
+    return _Outcome(accepted, rejected, guesses, interrupted)
 
 
 def _support_solve(
     m: np.ndarray, bias: np.ndarray, a: np.ndarray, tol: float
 ) -> tuple[np.ndarray, bool]:
     """Given a sample's ReLU output a (up to scale) on the first layer, find p with
-    M p + b = s·a on the active neurons; certified when the residual vanishes and the pattern of
-    M p + b equals the support of a."""
+    M p + b = s·a on the active neurons; accepted as a candidate when the residual vanishes and the
+    pattern of M p + b equals the support of a (necessary, not sufficient: see Spear)."""
     active = a > tol * a.max()
     system = np.concatenate([m[active], -a[active, None]], axis=1)
     sol, *_ = np.linalg.lstsq(system, -bias[active], rcond=None)
@@ -146,28 +240,23 @@ def _support_solve(
 
 
 class _Cone:
-    """Extreme rays of {V c ≥ 0} (V: row space of the next layer's weight gradient), with peeling:
-    found samples' own gradients (label fitted) are subtracted and the search restarts on the
-    remaining, smaller batch."""
+    """Extreme rays of {V c ≥ 0} (V: row space of the next layer's weight gradient). `peel`
+    replaces the gradient by the original minus the certified samples' gradients, and the next
+    round searches the remaining, smaller batch."""
 
     def __init__(self, observation, layer, grads, b_size, tol, seed):  # noqa: ANN001
-        self.obs, self.layer = observation, layer
-        self.grads = {k: v.cpu() for k, v in grads.items()}
+        self.layer = layer
+        self.original = {k: v.cpu() for k, v in grads.items()}
+        self.grads = dict(self.original)
         self.weight = observation.parameters[layer.weight].detach().double().cpu().numpy()
         self.bias = observation.parameters[layer.bias].detach().double().cpu().numpy()
         self.b_size, self.tol, self.seed = b_size, tol, seed
-        self._params: dict[str, torch.Tensor] | None = None
-        self._buffers: dict[str, torch.Tensor] = {}
-        self.log: list[float] = []
         self.noise: list[float] = []
         self.first: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.rounds: list[tuple[int, int, int]] = []
-        self.peel = not (
-            observation.train_mode
-            and any(
-                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in observation.model.modules()
-            )
-        )
+        self.rounds: list[tuple[int, int, int, int]] = []
+        self.pending: list[np.ndarray] = []  # candidates of the current round
+        self.tries = 0
+        self._round_start = (0, 0)
 
     def _polish(self, a: np.ndarray, tol: float, x: np.ndarray) -> np.ndarray:
         """Recompute a sample found on a peeled (noisier) gradient from the original one: its
@@ -185,10 +274,19 @@ class _Cone:
         return p0 @ basis0 if ok else x
 
     def details(self) -> dict:
-        return {"rounds": self.rounds, "peel_scores": self.log, "noise": self.noise}
+        return {"rounds": self.rounds, "noise": self.noise}
 
-    def _round(self, rng, remaining, budget, patience):  # noqa: ANN001, ANN202
-        """One search over the cone of the current (peeled) gradient; returns found samples."""
+    def record(self, found: int, certified: int) -> None:
+        remaining, start = self._round_start
+        self.rounds.append((remaining, found, certified, self.tries - start))
+
+    def peel(self, total: dict[str, torch.Tensor]) -> None:
+        self.grads = {k: v - total[k] if k in total else v for k, v in self.original.items()}
+
+    def round(self, rng, remaining, budget, patience) -> None:  # noqa: ANN001
+        """One search over the cone of the current (peeled) gradient; candidates go to
+        `pending` as they are found, so an interrupt keeps them."""
+        self._round_start = (remaining, self.tries)
         g_w = self.grads[self.layer.weight].cpu()
         basis, noise1 = row_basis_noise(g_w, remaining, self.seed)
         basis = basis.numpy()
@@ -203,11 +301,10 @@ class _Cone:
         if self.first is None:
             self.first = (v, m, basis)
         found_a: list[np.ndarray] = []
-        found_x: list[np.ndarray] = []
-        tries, fails = 0, 0
+        fails = 0
         a_eq = v.sum(axis=0)[None]
-        while len(found_x) < remaining and tries < budget and fails < patience:
-            tries += 1
+        while len(found_a) < remaining and self.tries < budget and fails < patience:
+            self.tries += 1
             cost = rng.standard_normal(v.shape[0])
             if found_a:
                 covered = np.max(np.stack(found_a), axis=0) > tol
@@ -237,89 +334,13 @@ class _Cone:
                     break
             if ok:
                 found_a.append(a)
-                found_x.append(self._polish(a, tol, p @ basis))
+                self.pending.append(self._polish(a, tol, p @ basis))
                 fails = 0
-        return found_x, tries
-
-    def _gradient(self, x: np.ndarray, label: int, names: list[str]) -> list[torch.Tensor]:
-        """One sample's share (1/B)·∇ℓ(x, label) of the mean-loss gradient, for `names`."""
-        obs = self.obs
-        if self._params is None:
-            self._params = {
-                k: v.detach().double().cpu().requires_grad_(True) for k, v in obs.parameters.items()
-            }
-            self._buffers = {
-                k: (v.double() if v.is_floating_point() else v).cpu()
-                for k, v in obs.buffers.items()
-            }
-        model, was_training = obs.model, obs.model.training
-        model.train(obs.train_mode)
-        inp = torch.from_numpy(x).reshape(1, *obs.input_shape)
-        try:
-            logits = forward(model, self._params, self._buffers, inp)
-        finally:
-            model.train(was_training)
-        loss = loss_fn(logits, torch.tensor([label]))
-        grads = torch.autograd.grad(loss, [self._params[n] for n in names])
-        return [g / self.b_size for g in grads]
-
-    def _subtract(self, x: np.ndarray, rank: int, rng: np.random.Generator) -> float:
-        """Fit the sample's label (the one whose gradient lowers the rank of the next layer's
-        gradient) and peel its contribution off every layer. Returns the fit's rank score."""
-        name = self.layer.next_weight
-        g2 = self.grads[name].cpu()
-        right = torch.from_numpy(rng.standard_normal((g2.shape[1], rank + 4)))
-        left = torch.from_numpy(rng.standard_normal((rank + 4, g2.shape[0])))
-        y = left @ g2 @ right
-        scores = []
-        for label in range(self.obs.num_classes):
-            (g,) = self._gradient(x, label, [name])
-            sv = torch.linalg.svdvals(y - left @ g @ right)
-            scores.append(float(sv[rank - 1] / sv[0]) if rank > 1 else float(sv[0]))
-        label = int(np.argmin(scores))
-        if rank == 1:
-            scores[label] /= float(torch.linalg.svdvals(y)[0])
-        if scores[label] > 1e-3:
-            return scores[label]
-        names = list(self.grads)
-        contrib = self._gradient(x, label, names)
-        self.grads = {k: self.grads[k] - c for k, c in zip(names, contrib, strict=True)}
-        return scores[label]
-
-    def run(self, rng: np.random.Generator, budget: int) -> tuple[np.ndarray, list[bool], int]:
-        found: list[np.ndarray] = []
-        tries = 0
-        while len(found) < self.b_size and tries < budget:
-            remaining = self.b_size - len(found)
-            patience = 6 if self.peel else budget
-            new, used = self._round(rng, remaining, budget - tries, patience)
-            tries += used
-            self.rounds.append((remaining, len(new), used))
-            # A sample peeled imperfectly can reappear in the residual: keep it once.
-            new = [x for x in new if not any(_same(x, f) for f in found)]
-            if not new:
-                break
-            found += new
-            if len(found) == self.b_size or not self.peel:
-                break
-            for k, x in enumerate(new):
-                score = self._subtract(x, remaining - k, rng)
-                self.log.append(score)
-                if score > 1e-3:
-                    self.peel = False
-                    break
-            if not self.peel:
-                break
-        dim = self.weight.shape[1]
-        return (
-            _assemble(found, [], self.b_size, dim, self.bias.dtype),
-            [i < len(found) for i in range(self.b_size)],
-            tries,
-        )
 
 
 class _Sampling:
-    """The published SPEAR search: null vectors of B−1 random rows of L, refined."""
+    """The published SPEAR search: null vectors of B−1 random rows of L, refined. One round: the
+    batch is solved only once every direction is found."""
 
     def __init__(self, weight, bias, basis, g_w, g_b, b_size, tol):  # noqa: ANN001
         self.weight, self.bias = weight.numpy(), bias.numpy()
@@ -327,9 +348,14 @@ class _Sampling:
         self.l = (g_w @ basis.T).numpy()  # G_W = L R
         self.g_b = g_b.numpy()
         self.b_size, self.tol = b_size, tol
+        self.pending: list[np.ndarray] = []
+        self.tries = 0
 
     def details(self) -> dict:
         return {}
+
+    def record(self, found: int, certified: int) -> None:
+        pass
 
     def _refine(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         keep = max(self.b_size, int(0.3 * len(rows)))
@@ -341,17 +367,14 @@ class _Sampling:
             q = q_new
         return q
 
-    def run(self, rng: np.random.Generator, budget: int) -> tuple[np.ndarray, list[bool], int]:
+    def round(self, rng, remaining, budget, patience) -> None:  # noqa: ANN001, ARG002
         b_size, tol = self.b_size, self.tol
         norms = np.linalg.norm(self.l, axis=1)
         live = norms > tol * norms.max()
         rows = self.l[live] / norms[live, None]
-        found: list[np.ndarray] = []
-        tries = 0
-        if b_size == 1:
-            found = [np.ones(1)]
-        while len(found) < b_size and tries < budget:
-            tries += 1
+        found: list[np.ndarray] = [np.ones(1)] if b_size == 1 else []
+        while len(found) < b_size and self.tries < budget:
+            self.tries += 1
             pick = rng.choice(len(rows), size=b_size - 1, replace=False)
             q = np.linalg.svd(rows[pick], full_matrices=True)[2][-1]
             q = self._refine(rows, q)
@@ -359,26 +382,21 @@ class _Sampling:
             if zeros >= 2 * b_size and all(abs(q @ f) < 1 - 1e-6 for f in found):
                 found.append(q)
         if len(found) < b_size:
-            # Not every direction was found: no exact answer for the batch.
-            x = np.tile(self.basis.mean(axis=0) * 0, (b_size, 1))
-            return x, [False] * b_size, tries
+            return  # not every direction was found: no exact answer for the batch
         q_mat = np.stack(found, axis=1)
         scales, *_ = np.linalg.lstsq(self.l @ q_mat, self.g_b, rcond=None)
-        qs = q_mat * scales[None]
-        x = np.linalg.solve(qs, self.basis)  # rows are the samples, (Q diag s)⁻¹ R
-        d = self.l @ qs
+        x = np.linalg.solve(q_mat * scales[None], self.basis)  # rows: samples, (Q diag s)⁻¹ R
+        d = self.l @ (q_mat * scales[None])
         z = self.weight @ x.T + self.bias[:, None]
-        certified = []
         for k in range(b_size):
+            # The published check (necessary, not sufficient): ReLU pattern = support of D's column.
             zero = np.abs(d[:, k]) <= 100 * tol * np.abs(d[:, k]).max()
             scale = np.abs(z[:, k]).max()
-            certified.append(bool(not (z[zero, k] > 100 * tol * scale).any()
-                                  and not (z[~zero, k] < -100 * tol * scale).any()))  # fmt: skip
-        return x, certified, tries
-
-
-def _same(x: np.ndarray, y: np.ndarray) -> bool:
-    return float(np.linalg.norm(x - y)) < 1e-3 * max(float(np.linalg.norm(y)), 1e-300)
+            if (
+                not (z[zero, k] > 100 * tol * scale).any()
+                and not (z[~zero, k] < -100 * tol * scale).any()
+            ):
+                self.pending.append(x[k])
 
 
 def _trimmed_ray(v: np.ndarray, a: np.ndarray, frac: float) -> np.ndarray:
@@ -395,13 +413,11 @@ def _trimmed_ray(v: np.ndarray, a: np.ndarray, frac: float) -> np.ndarray:
     return a
 
 
-def _assemble(
-    found: list[np.ndarray], spare: list[np.ndarray], b_size: int, dim: int, dtype: np.dtype
-) -> np.ndarray:
-    """Certified samples first, then the best uncertified guesses, then zeros (mean image)."""
-    rows = (found + spare)[:b_size]
-    rows += [np.zeros(dim, dtype=dtype)] * (b_size - len(rows))
-    out = np.stack(rows)
+def _assemble(found: list[np.ndarray], b_size: int, dim: int) -> np.ndarray:
+    """Certified samples first, then zeros (the mean image). Rejected candidates are not returned:
+    a wrong guess can pull a certified sample away from its image in the Hungarian matching of
+    the evaluation (measured: an exact sample scored 16.6 dB that way)."""
+    out = np.stack(found + [np.zeros(dim)] * (b_size - len(found)))
     if not math.isfinite(float(np.abs(out).sum())):
         raise GradinvError("spear: the reconstruction is not finite")
     return out

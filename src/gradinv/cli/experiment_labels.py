@@ -11,6 +11,7 @@ from ..errors import GradinvError
 from ..experiments.labels import LabelGrid, run_grid, summary, write
 from ..report import output_directory
 from .app import experiment_app
+from .experiment_options import runner_options
 
 
 @experiment_app.command("labels")
@@ -18,11 +19,12 @@ from .app import experiment_app
 @click.option("--out", type=str, default="runs/labels", show_default=True,
               help="output directory (results.json, report.md, count_accuracy.png)")  # fmt: skip
 @click.option("--seeds", type=int, default=None, help="seeds per cell (default: 3 quick, 5 full)")
-@click.option("--progress/--no-progress", default=True, help="print one line per cell")
-@click.option("--overwrite", is_flag=True, help="replace earlier results in --out")
+@click.option("--progress/--no-progress", default=True, help="show cells done / total")
+@runner_options
 def experiment_labels(
-    quick: bool, out: str, seeds: int | None, progress: bool, overwrite: bool
-) -> None:
+    quick: bool, out: str, seeds: int | None, progress: bool, engine: str, workers: int,
+    resume: bool, overwrite: bool,
+) -> None:  # fmt: skip
     """Count accuracy and exact-multiset rate of every label strategy, written to OUT."""
     grid = LabelGrid.quick() if quick else LabelGrid()
     if seeds is not None:

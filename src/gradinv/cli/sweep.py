@@ -14,8 +14,9 @@ from .app import app
 @click.argument("grid_file", metavar="GRID.yaml")
 @click.option("--out", required=True, help="sweep directory (results.jsonl, cells/, summary.md)")
 @click.option(
-    "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-    help="local: a process pool on this machine; ray: Ray Tune (pip install 'gradinv[ray]')",
+    "--engine", type=click.Choice(["local", "ray", "inline"]), default="local", show_default=True,
+    help="local: a process pool on this machine; ray: Ray Tune (pip install 'gradinv[ray]'); "
+    "inline: one cell after another in this process",
 )  # fmt: skip
 @click.option("--workers", type=int, default=1, show_default=True, help="cells run at once")
 @click.option("--address", default=None, help="join a running Ray cluster (with --engine ray)")

@@ -42,12 +42,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from ..attacks.engine import matching_loss  # noqa: E402
 from ..data import load_dataset  # noqa: E402
 from ..errors import GradinvError  # noqa: E402
 from ..metrics import match, psnr  # noqa: E402
-from ..pipeline import RunConfig, RunResult, run  # noqa: E402
+from ..pipeline import RunConfig  # noqa: E402
 from ..report.figures import grid_image, save_progress_gif, save_reconstruction_png  # noqa: E402
+from .runs import Outcome, run_configs  # noqa: E402
 
 CLAIM_IDS = ("a", "b", "c", "d", "e", "f")
 # DLG's reference LeNet: every weight and bias drawn from U(-0.5, 0.5) (pinned: not the default)
@@ -102,11 +102,26 @@ def full_settings() -> DiscardSettings:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-def _run(config: RunConfig) -> RunResult:
-    return run(config, progress=False)
+_OUTCOMES: dict[str, Outcome] = {}  # the runs of the current experiment, by configuration
 
 
-def _psnr_curve(result: RunResult) -> list[tuple[int, float]]:
+def _key(config: RunConfig) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True, default=str)
+
+
+def _run(config: RunConfig) -> Outcome:
+    """A run of the plan, already computed through the sweep runner."""
+    try:
+        return _OUTCOMES[_key(_threaded(config))]
+    except KeyError:
+        raise RuntimeError(f"run not in the experiment's plan: {config}") from None
+
+
+def _threaded(config: RunConfig) -> RunConfig:
+    return config if config.threads else replace(config, threads=1)
+
+
+def _psnr_curve(result: Outcome) -> list[tuple[int, float]]:
     """Mean PSNR (matched) at every snapshot of the kept run."""
     truth = result.images
     points = []
@@ -116,7 +131,7 @@ def _psnr_curve(result: RunResult) -> list[tuple[int, float]]:
     return points
 
 
-def _summary(result: RunResult) -> dict[str, Any]:
+def _summary(result: Outcome) -> dict[str, Any]:
     m = result.metrics
     keep = ("attack", "model", "batch_size", "composition", "psnr", "psnr_per_image", "ssim",
             "label_accuracy", "labels_true", "labels_recovered", "iterations", "time_s")  # fmt: skip
@@ -128,7 +143,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
     return out
 
 
-def _figures(out: str, tag: str, result: RunResult, title: str) -> list[str]:
+def _figures(out: str, tag: str, result: Outcome, title: str) -> list[str]:
     """Reconstruction PNG and progress GIF for one run; returns their file names."""
     m = result.metrics
     order = m["assignment"]
@@ -169,7 +184,7 @@ def _ig(s: DiscardSettings, batch_size: int, tv: float, iterations: int | None =
     )  # fmt: skip
 
 
-def _matching(result: RunResult) -> float:
+def _matching(result: Outcome) -> float:
     """The final matching loss of a run: what the server can compare configurations on."""
     return float(result.metrics["info"]["final_loss"])
 
@@ -340,10 +355,7 @@ def claim_f(s: DiscardSettings, out: str, state: dict) -> dict:
         runs = [_run(replace(cfg, composition=comp, seed=s.seed)) for cfg in s.f_candidates]
         # blind: the candidate whose reconstruction explains the update best (cosine matching
         # loss, comparable across attacks); the PSNR-best one is an oracle upper bound only
-        losses = [
-            matching_loss(r.observation, r.reconstruction.images, r.reconstruction.labels)
-            for r in runs
-        ]
+        losses = [r.metrics["matching_loss_cosine"] for r in runs]
         k = int(np.argmin(losses))
         r = runs[k]
         oracle = max(runs, key=lambda run_: run_.metrics["psnr"])
@@ -383,6 +395,29 @@ def _describe(c: RunConfig) -> str:
             f"labels {c.labels}, priors {c.priors or 'none'})")  # fmt: skip
 
 
+def plan(s: DiscardSettings, cid: str) -> list[RunConfig]:
+    """The runs claim `cid` needs (the claim functions build the same configurations)."""
+    lenet = dict(LENET)
+    if cid == "a":
+        return [RunConfig(attack="dlg", model="mlp4", batch_size=1, labels="known",
+                          iterations=s.mlp_iterations, dtype="float64", seed=s.seed)]  # fmt: skip
+    if cid == "b":
+        return [RunConfig(attack="dlg", model="lenet", model_options=dict(lenet), batch_size=1,
+                          labels="known", iterations=s.exact_iterations, dtype="float64",
+                          seed=s.seed, attack_options={"distance": d})
+                for d in ("l2", "cosine")]  # fmt: skip
+    if cid == "c":
+        return [_ig(s, 2, 0.0, s.fail_iterations)]
+    if cid == "d":
+        return [_ig(s, 2, tv) for tv in s.tv_weights]
+    if cid == "e":
+        n = load_dataset("sample").num_classes
+        return [_ig(s, b, tv, model_options=LENET_DEFAULT, composition="unique" if b <= n else "random")
+                for b in s.batch_sizes for tv in s.e_tv_weights]  # fmt: skip
+    return [replace(cfg, composition=comp, seed=s.seed)
+            for comp in ("unique", "same") for cfg in s.f_candidates]  # fmt: skip
+
+
 CLAIMS: dict[str, Callable[[DiscardSettings, str, dict], dict]] = {
     "a": claim_a, "b": claim_b, "c": claim_c, "d": claim_d, "e": claim_e, "f": claim_f,
 }  # fmt: skip
@@ -412,7 +447,7 @@ def _save_psnr_plot(
     plt.close(fig)
 
 
-def _sweep_figures(out: str, rows: list[dict], results: list[RunResult]) -> list[str]:
+def _sweep_figures(out: str, rows: list[dict], results: list[Outcome]) -> list[str]:
     curves, grid = "d_psnr_vs_iteration.png", "d_tv_sweep.png"
     lines = [(*zip(*row["psnr_curve"], strict=True), "o-", {"ms": 2, "lw": 1, "label": f"TV {row['tv']:g}"})
              for row in rows]  # fmt: skip
@@ -432,6 +467,9 @@ def run_information_discard(
     claims: Sequence[str] = CLAIM_IDS,
     settings: DiscardSettings | None = None,
     log: Callable[[str], None] | None = None,
+    engine: str = "local",
+    workers: int = 1,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the selected statements (default all six), write report.md, results.json, claims.json
     and the figures into `out`, and return {"claims": [...], "runs": {...}, ...}."""
@@ -442,6 +480,12 @@ def run_information_discard(
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(s.seed)
     state: dict[str, Any] = {"runs": {}, "figures": {}}
+    configs = [_threaded(c) for cid in CLAIM_IDS if cid in claims for c in plan(s, cid)]
+    unique = list({_key(c): c for c in configs}.values())
+    outcomes = run_configs(unique, os.path.join(out, "sweep"), engine=engine, workers=workers,
+                           resume=resume, progress=log is not None)  # fmt: skip
+    _OUTCOMES.clear()
+    _OUTCOMES.update({_key(c): o for c, o in zip(unique, outcomes, strict=True)})
     results: list[dict] = []
     durations: dict[str, float] = {}
     start = time.perf_counter()

@@ -12,6 +12,7 @@ gradinv's built-in data:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import time
@@ -126,51 +127,90 @@ def _cells(grid: LabelGrid, num_classes: int) -> list[tuple[int, str]]:
     return out
 
 
-def run_grid(grid: LabelGrid, progress: Any = None) -> list[dict[str, Any]]:
-    """All cells; one row per (model, state, B, composition, strategy), averaged over seeds."""
+@functools.cache
+def _model(model_name: str, epochs: int, data: str, image_size: int) -> torch.nn.Module:
+    """The (trained) model of a cell, built once per process and shared by its cells."""
+    dataset = load_dataset(data)
+    mean, std = dataset.channel_stats(image_size)
+    torch.manual_seed(0)
+    c = int(dataset.load([0], image_size).shape[1])
+    model = build_model(model_name, (c, image_size, image_size), dataset.num_classes)
+    if epochs:
+        train_model(model, dataset, epochs, image_size, mean, std, progress=False)
+    return model.eval()
+
+
+def label_cell(config: dict[str, Any], out: str) -> dict[str, Any]:
+    """One cell of the grid (model, state, B, composition): every strategy over the seeds."""
+    data, size = config["data"], config["image_size"]
+    dataset = load_dataset(data)
+    mean, std = dataset.channel_stats(size)
+    model = _model(config["model"], config["train_epochs"], data, size)
+    b, comp = config["batch_size"], config["composition"]
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in config["strategies"]}
+    for seed in range(config["seeds"]):
+        idx = batch_indices(dataset, b, comp, seed)
+        images = dataset.load(idx.tolist(), size)
+        labels = torch.as_tensor(dataset.labels[idx])
+        obs = observe(copy.deepcopy(model), images, labels, mean=mean, std=std)
+        est = {"estimate": None}  # not needed for the table; B is known
+        for s in config["strategies"]:
+            try:
+                results[s].append(measure(obs, labels, s, est))
+            except GradinvError:
+                pass  # strategy not applicable (idlg B>1, yin B>classes)
+    rows = []
+    state = "trained" if config["train_epochs"] else "untrained"
+    for s, runs in results.items():
+        if runs:
+            rows.append({
+                "model": config["model"], "state": state, "train_epochs": config["train_epochs"],
+                "batch_size": b, "composition": comp, "strategy": s, "seeds": len(runs),
+                "count_accuracy": float(np.mean([r["count_accuracy"] for r in runs])),
+                "exact_rate": float(np.mean([r["exact"] for r in runs])),
+                "time_ms": 1000 * float(np.median([r["time_s"] for r in runs])),
+            })  # fmt: skip
+    return {"rows": rows}
+
+
+def run_grid(
+    grid: LabelGrid,
+    progress: Any = None,
+    out: str | None = None,
+    engine: str = "inline",
+    workers: int = 1,
+    resume: bool = False,
+) -> list[dict[str, Any]]:
+    """All cells through the sweep runner (resumable; parallel with `workers`); one row per
+    (model, state, B, composition, strategy), averaged over seeds."""
+    import tempfile
+
+    from ..sweep import Grid, run_sweep
+
     dataset = load_dataset(grid.data)
-    mean, std = dataset.channel_stats(grid.image_size)
-    rows: list[dict[str, Any]] = []
-    for model_name in grid.models:
-        for epochs in grid.train_epochs:
-            torch.manual_seed(0)
-            c = int(dataset.load([0], grid.image_size).shape[1])
-            model = build_model(
-                model_name, (c, grid.image_size, grid.image_size), dataset.num_classes
-            )
-            if epochs:
-                train_model(model, dataset, epochs, grid.image_size, mean, std, progress=False)
-            model.eval()
-            state = "trained" if epochs else "untrained"
-            for b, comp in _cells(grid, dataset.num_classes):
-                results: dict[str, list[dict[str, Any]]] = {s: [] for s in grid.strategies}
-                for seed in range(grid.seeds):
-                    idx = batch_indices(dataset, b, comp, seed)
-                    images = dataset.load(idx.tolist(), grid.image_size)
-                    labels = torch.as_tensor(dataset.labels[idx])
-                    obs = observe(copy.deepcopy(model), images, labels, mean=mean, std=std)
-                    est = {"estimate": None}  # not needed for the table; B is known
-                    for s in grid.strategies:
-                        try:
-                            results[s].append(measure(obs, labels, s, est))
-                        except GradinvError:
-                            pass  # strategy not applicable (idlg B>1, yin B>classes)
-                for s, runs in results.items():
-                    if not runs:
-                        continue
-                    rows.append(
-                        {
-                            "model": model_name, "state": state, "train_epochs": epochs,
-                            "batch_size": b, "composition": comp, "strategy": s,
-                            "seeds": len(runs),
-                            "count_accuracy": float(np.mean([r["count_accuracy"] for r in runs])),
-                            "exact_rate": float(np.mean([r["exact"] for r in runs])),
-                            "time_ms": 1000 * float(np.median([r["time_s"] for r in runs])),
-                        }
-                    )  # fmt: skip
-                if progress is not None:
-                    progress(f"{model_name} {state} B={b} {comp}")
+    cases = [
+        {"model": m, "train_epochs": e, "batch_size": b, "composition": comp}
+        for m in grid.models for e in grid.train_epochs
+        for b, comp in _cells(grid, dataset.num_classes)
+    ]  # fmt: skip
+    base = {"data": grid.data, "image_size": grid.image_size, "seeds": grid.seeds,
+            "strategies": list(grid.strategies)}  # fmt: skip
+    flat = Grid(base={}, axes={"cell": [base | c for c in cases]}, settings=None)
+    with tempfile.TemporaryDirectory() as scratch:
+        where = os.path.join(out, "sweep") if out else os.path.join(scratch, "sweep")
+        result = run_sweep(flat, where, engine=engine, workers=workers, resume=resume,
+                           cell_fn=_cell, check_fn=None, progress=progress is not None,
+                           metrics=())  # fmt: skip
+        if result.failed:
+            raise GradinvError(f"{len(result.failed)} label cells failed; rerun with --resume")
+        rows: list[dict[str, Any]] = []
+        for cell in flat.cells():
+            rows += result.records[cell.id]["metrics"]["rows"]
     return rows
+
+
+def _cell(config: dict[str, Any], out: str) -> dict[str, Any]:
+    return label_cell(config["cell"], out)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -252,7 +292,14 @@ def write(
     }
     with open(paths["results"], "w") as fh:
         json.dump(
-            {"grid": asdict(grid), "duration_s": round(seconds, 1), "rows": rows}, fh, indent=1
+            {
+                "command": f"gradinv experiment labels{' --quick' if quick else ''} --out {out}",
+                "grid": asdict(grid),
+                "duration_s": round(seconds, 1),
+                "rows": rows,
+            },
+            fh,
+            indent=1,
         )
     plot(rows, paths["plot"])
     summ = summary(rows)

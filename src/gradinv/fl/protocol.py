@@ -182,27 +182,38 @@ def client_update(
     x: torch.Tensor,
     targets: torch.Tensor,
     protocol: Protocol,
+    functional: bool = True,
 ) -> Tensors:
     """The update the client sends for inputs `x` (model input space) and `targets`, as a pure
     function (torch.func): differentiable in `x` and `targets` when they require grad, and usable
     under `torch.func.vmap`. `buffers` must not be updated in place under vmap: attacks pass a
-    model whose BatchNorm layers do not track running statistics."""
+    model whose BatchNorm layers do not track running statistics.
+
+    `functional=False` computes the same update with plain autograd (`params` must then require
+    grad; the graph is kept): faster for one dummy batch, but not usable under vmap."""
     loss = protocol.loss_fn
 
     # buffers are an argument, not captured: BatchNorm may update them in place (client side)
     def batch_loss(p: Mapping, b: Mapping, xb: torch.Tensor, tb: torch.Tensor):  # noqa: ANN202
         return training_loss(model, lambda: functional_call(model, {**b, **p}, (xb,)), tb, loss)
 
+    def gradient(p: Mapping, b: Mapping, xb: torch.Tensor, tb: torch.Tensor) -> Tensors:
+        if functional:
+            return grad(batch_loss)(p, b, xb, tb)
+        names = list(p)
+        g = torch.autograd.grad(batch_loss(p, b, xb, tb), [p[k] for k in names], create_graph=True)
+        return dict(zip(names, g, strict=True))
+
     params, buffers = dict(params), dict(buffers)
     if protocol.kind == "fedsgd":
-        return grad(batch_loss)(params, buffers, x, targets)
+        return gradient(params, buffers, x, targets)
     current = params
     n = x.shape[0]
     step = protocol.local_batch_size or n
     for _ in range(protocol.local_epochs):
         for start in range(0, n, step):
             xb, tb = x[start : start + step], targets[start : start + step]
-            g = grad(batch_loss)(current, buffers, xb, tb)
+            g = gradient(current, buffers, xb, tb)
             current = {k: current[k] - protocol.local_lr * g[k] for k in current}
     return {k: current[k] - params[k] for k in params}
 

@@ -29,9 +29,10 @@ GRAM_MIN_RTOL = (
 class BatchSizeEstimate:
     """What the update reveals about the batch size B.
 
-    estimate: B, when some linear layer's rank stops short of what the layer could show (its
-    bound) with a clear drop in its singular values; None when no layer can tell (every layer is
-    saturated, e.g. LeNet's only linear layer is the 10-class classifier: rank ≤ 9).
+    estimate: B, when some hidden linear layer's rank stops short of what the layer could show
+    (its bound) with a clear drop in its singular values; None when no layer can tell (e.g.
+    LeNet, whose only linear layer is the classifier: its rank is ≤ 9 and counts distinct labels
+    rather than samples, so it only bounds B from below).
     at_least: a lower bound that always holds (the largest numerical rank found).
     confidence in [0,1]: how clearly the singular values drop after the estimate (3 decades or
     more = 1). layer: the parameter the estimate (or the bound) comes from. exact_up_to: that
@@ -118,17 +119,20 @@ def estimate_batch_size(observation: Observation, rtol: float | None = None) -> 
         tol = rtol if rtol is not None else (1e-4 if grad.dtype != torch.float64 else 1e-10)
         classifier = grad.shape[0] == observation.num_classes and name == candidates[-1][0]
         rank, confidence, bound = layer_rank(grad, tol, classifier)
-        rows.append((name, rank, confidence, bound))
-    if all(rank == 0 for _, rank, _, _ in rows):
+        rows.append((name, rank, confidence, bound, classifier))
+    if all(r[1] == 0 for r in rows):
         raise GradinvError(
             "the linear layers' updates are all zero; cannot estimate the batch size"
         )
-    at_least = max(rank for _, rank, _, _ in rows)
-    telling = [r for r in rows if 0 < r[1] < r[3] and r[2] >= MIN_CONFIDENCE]
+    at_least = max(r[1] for r in rows)
+    # The classifier only bounds B from below: samples sharing a label have nearly equal
+    # residuals p − e_y on an untrained model, so its rank counts distinct labels (measured:
+    # LeNet, B = 8 with 6 distinct labels gives rank 6 with a clean drop).
+    telling = [r for r in rows if not r[4] and 0 < r[1] < r[3] and r[2] >= MIN_CONFIDENCE]
     if telling:
-        name, rank, confidence, bound = max(telling, key=lambda r: r[3])
+        name, rank, confidence, bound, _ = max(telling, key=lambda r: r[3])
         return BatchSizeEstimate(rank, round(confidence, 4), name, bound, max(at_least, rank))
-    name, rank, confidence, bound = max(rows, key=lambda r: r[1])
+    name, rank, confidence, bound, _ = max(rows, key=lambda r: r[1])
     return BatchSizeEstimate(None, round(confidence, 4), name, bound, at_least)
 
 

@@ -60,6 +60,7 @@ def build_model(
     in_shape: tuple[int, int, int],
     num_classes: int,
     output: str | None = None,
+    /,
     **options: Any,
 ) -> nn.Module:
     """Build a registered model, or the user's (`file.py:Class` or a TorchScript file), for

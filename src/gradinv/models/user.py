@@ -84,7 +84,7 @@ def pick(out: Any, output: str | None) -> torch.Tensor:
 
 
 def load_user_model(
-    spec: str, in_shape: tuple[int, int, int], num_classes: int, output: str | None = None,
+    spec: str, in_shape: tuple[int, int, int], num_classes: int, output: str | None = None, /,
     **options: Any,
 ) -> nn.Module:  # fmt: skip
     """Build the user's model and check, on one dummy input, that it returns (1, num_classes)

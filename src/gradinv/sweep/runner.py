@@ -131,7 +131,7 @@ def run_sweep(
     check_fn: Callable[[dict[str, Any]], None] | None = check_attack_config,
     progress: bool = True,
     metrics: Sequence[str] = ("psnr", "ssim", "time_s"),
-) -> SweepResult:
+) -> SweepResult:  # metrics=(): no summary.md (experiments write their own reports)
     """Run every cell of `grid` that `out` has no successful record for.
 
     `cell_fn(config, cell_dir) -> metrics` runs one cell (default: a `gradinv attack` run and its
@@ -192,6 +192,10 @@ def _engine(engine: str) -> Callable[..., None]:
         from .engines.local import run_local
 
         return run_local
+    if engine == "inline":
+        from .engines.inline import run_inline
+
+        return run_inline
     try:
         from .engines.ray import run_ray
     except ImportError as exc:
@@ -243,6 +247,6 @@ def _drive(
     finally:
         bar.close()
         records = {c.id: latest[c.id] for c in cells if c.id in latest}
-        summary = write_summary(out, cells, records, metrics)
+        summary = write_summary(out, cells, records, metrics) if metrics else ""
     failed = [cid for cid, r in records.items() if not succeeded(r)]
     return SweepResult(out, cells, records, summary, skipped, failed)

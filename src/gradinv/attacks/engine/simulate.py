@@ -48,6 +48,8 @@ class UpdateSimulator:
         self.model = model
         self.protocol = obs.protocol
         self.params = {k: v.detach() for k, v in obs.parameters.items()}
+        # leaves for the plain-autograd path of a single dummy batch (cheaper than torch.func)
+        self.leaves = {k: v.detach().clone().requires_grad_(True) for k, v in self.params.items()}
         names = list(obs.parameters) if layers is None else list(layers)
         unknown = [n for n in names if n not in obs.update]
         if unknown or not names:
@@ -65,8 +67,11 @@ class UpdateSimulator:
             return value
         return value * self.masks[name].to(value.dtype)
 
-    def _member(self, x: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
-        update = client_update(self.model, self.params, {}, x, targets, self.protocol)
+    def _member(
+        self, x: torch.Tensor, targets: torch.Tensor, functional: bool = True
+    ) -> list[torch.Tensor]:
+        params = self.params if functional else self.leaves
+        update = client_update(self.model, params, {}, x, targets, self.protocol, functional)
         if self.transform is not None:
             update = self.transform(update)
         return [self._masked(k, update[k]) for k in self.names]
@@ -76,8 +81,9 @@ class UpdateSimulator:
         members, or (M, B) indices, or (M, B, K) probabilities. Returns one (M, ...) tensor per
         compared layer."""
         shared = targets.ndim == 1
-        if x.shape[0] == 1:  # one dummy batch: no vmap (its per-call overhead matters here)
-            out = self._member(x[0], targets if shared else targets[0])
+        if x.shape[0] == 1:  # one dummy batch: plain autograd, no vmap (overhead matters here)
+            with torch.enable_grad():  # the update is a gradient, even when the caller scores
+                out = self._member(x[0], targets if shared else targets[0], functional=False)
             return [g.unsqueeze(0) for g in out]
         fn = vmap(self._member, in_dims=(0, None if shared else 0))
         return fn(x, targets)

@@ -10,7 +10,7 @@ from typing import Any
 from ..cells import CellFn
 from ..grid import Cell
 
-ENGINES = ("local", "ray")
+ENGINES = ("local", "ray", "inline")
 
 
 @dataclass

@@ -1,0 +1,234 @@
+"""Tables in README.md and docs/*.md are generated from the result files in docs/results, never
+typed by hand: a table sits between `<!-- table:NAME[:ARG] -->` and `<!-- /table -->`, and
+`python -m gradinv.report.tables --write` regenerates every one (a test fails when a document and
+its results disagree). Each result file names the command that produced it."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from typing import Any
+
+BLOCK = re.compile(r"(<!-- table:([\w-]+)(?::([^ ]*))? -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def _load(root: str, path: str) -> Any:
+    with open(os.path.join(root, path)) as fh:
+        return json.load(fh)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if math.isinf(value) or math.isnan(value):
+            return "—"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _rows(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _source(data: dict[str, Any], path: str) -> str:
+    command = data.get("command", "?") if isinstance(data, dict) else "?"
+    return f"\n_From `{path}`, written by `{command}`._\n"
+
+
+# --- one renderer per result file --------------------------------------------------------------
+def defaults(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/defaults.json"
+    data = _load(root, path)
+    rows = []
+    for r in data["rows"]:
+        rows.append([f"`{r['attack']}`", r["model"], len(r["psnr"]), _fmt(r["median"]),
+                     _fmt(r["p10"]), _fmt(r["min"]), f"{r['at_least_25']}/{len(r['psnr'])}",
+                     _fmt(r["seconds_median"])])  # fmt: skip
+    header = ["attack", "model", "seeds", "median PSNR (dB)", "10th percentile", "min",
+              "≥ 25 dB", "median seconds"]  # fmt: skip
+    return _rows(header, rows) + _source(data, path)
+
+
+def iteration_cost(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/iteration_cost.json"
+    data = _load(root, path)
+    before = {(r["model"], r["batch"]): r for r in data.get("before", {}).get("rows", [])}
+    rows = []
+    for r in data["after"]["rows"]:
+        b = before.get((r["model"], r["batch"]))
+        rows.append([r["model"], r["batch"], _fmt(r["train_step_ms"]), _fmt(r["iteration_ms"]),
+                     f"{r['ratio']:.2f}×", "—" if b is None else f"{b['ratio']:.2f}×",
+                     f"{r['restarts4_over_1']:.2f}×",
+                     "—" if b is None else f"{b['restarts4_over_1']:.2f}×"])  # fmt: skip
+    header = ["model", "batch", "train step (ms)", "IG iteration (ms)", "ratio", "ratio before",
+              "4 restarts / 1", "4 restarts / 1 before"]  # fmt: skip
+    return _rows(header, rows) + _source(data, path)
+
+
+def time_to_psnr(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/time_to_psnr.json"
+    data = _load(root, path)
+    rows = []
+    for case, after in data["after"].items():
+        if not isinstance(after, dict):
+            continue
+        before = data.get("before", {}).get(case, {})
+        rows.append([case, _fmt(before.get("to_20db_median_s")), _fmt(after["to_20db_median_s"]),
+                     _fmt(before.get("to_30db_median_s")), _fmt(after["to_30db_median_s"]),
+                     _fmt(before.get("final_psnr_median")), _fmt(after["final_psnr_median"])])  # fmt: skip
+    header = ["attack, model (B=1)", "to 20 dB before (s)", "after", "to 30 dB before (s)",
+              "after", "final PSNR before (dB)", "after"]  # fmt: skip
+    return _rows(header, rows) + _source(data, path)
+
+
+def claims(root: str, arg: str | None) -> str:
+    """A claims.json table: id, claim, criterion, holds (measured values are in the file)."""
+    path = arg or ""
+    data = _load(root, path)
+    rows = [[c["id"], c["claim"], c["criterion"], "yes" if c["holds"] else "**no**"] for c in data]
+    meta_path = os.path.join(os.path.dirname(path), "results.json")
+    command = "?"
+    if os.path.exists(os.path.join(root, meta_path)):
+        command = _load(root, meta_path).get("command", "?")
+    return _rows(["id", "claim", "criterion", "holds"], rows) + (
+        f"\n_From `{path}`, written by `{command}`._\n"
+    )
+
+
+def batch_size(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/batch_size.json"
+    data = _load(root, path)
+    rows = [[r["model"], r["batch_size"], _fmt(r["estimate"]), r["at_least"], r["layer"]]
+            for r in data["rows"]]  # fmt: skip
+    return _rows(["model", "true B", "estimate", "at least", "layer"], rows) + _source(data, path)
+
+
+def sweep_scaling(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/sweep_scaling.json"
+    data = _load(root, path)
+    rows = []
+    for r in data.get("rows", []):
+        rows.append([r.get("engine"), r.get("workers"), _fmt(r.get("cells_per_minute"), 2),
+                     _fmt(r.get("speedup"), 2), _fmt(r.get("attack_s_per_cell"), 1)])  # fmt: skip
+    return _rows(["engine", "workers", "cells/min", "speed-up", "attack s/cell"], rows) + _source(
+        data, path
+    )
+
+
+def closed_forms(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/closed_forms.json"
+    data = _load(root, path)
+    rows = []
+    for r in data["rows"]:
+        rows.append([f"`{r['attack']}`", r["model"], r["width"] or "—", r["image_size"],
+                     r["dtype"], r["batch_size"], f"{r['success_rate']:.0%}",
+                     _fmt(r["psnr_min"]), r["certified"] if r["certified"] is not None else "—",
+                     r["cert_wrong"], _fmt(r["attack_s"])])  # fmt: skip
+    header = ["attack", "model", "width", "image", "dtype", "B", "≥ 60 dB", "min PSNR",
+              "certified", "wrong certificates", "seconds"]  # fmt: skip
+    return _rows(header, rows) + _source(data, path)
+
+
+def memory(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/memory.json"
+    data = _load(root, path)
+    rows = [[r["case"], _fmt(r["baseline_mb"], 0), _fmt(r["peak_mb"], 0), _fmt(r["attack_mb"], 0),
+             _fmt(r["seconds"], 1)] for r in data["rows"]]  # fmt: skip
+    header = ["case", "baseline RSS (MB)", "peak RSS (MB)", "added by the attack (MB)", "seconds"]
+    return _rows(header, rows) + _source(data, path)
+
+
+def lbfgs(root: str, arg: str | None) -> str:
+    path = arg or "docs/results/lbfgs.json"
+    data = _load(root, path)
+    rows = [[r["history"], "yes" if r["line_search"] else "no (fixed step)",
+             _fmt(r["psnr_median"]), _fmt(min(r["psnr"])), _fmt(r["seconds_median"])]
+            for r in data["rows"]]  # fmt: skip
+    header = ["history", "line search", "median PSNR (dB)", "min", "median seconds"]
+    return _rows(header, rows) + _source(data, path)
+
+
+def labels(root: str, arg: str | None) -> str:
+    """Per strategy and model state: mean count accuracy and exact rate over the cells with B > 1."""
+    path = arg or "docs/results/labels-full/results.json"
+    data = _load(root, path)
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in data["rows"]:
+        if r["batch_size"] > 1:
+            cells.setdefault((r["strategy"], r["state"]), []).append(r)
+    states = sorted({s for _, s in cells})
+    rows = []
+    for strategy in sorted({s for s, _ in cells}):
+        row = [f"`{strategy}`"]
+        for state in states:
+            sel = cells.get((strategy, state), [])
+            acc = statistics.mean(r["count_accuracy"] for r in sel) if sel else None
+            exact = statistics.mean(r["exact_rate"] for r in sel) if sel else None
+            row += [_fmt(acc, 3), _fmt(exact, 2)]
+        rows.append(row)
+    header = ["strategy"] + [f"{s} {k}" for s in states for k in ("count acc.", "exact")]
+    return _rows(header, rows) + _source(data, path)
+
+
+RENDERERS: dict[str, Callable[[str, str | None], str]] = {
+    "defaults": defaults,
+    "iteration-cost": iteration_cost,
+    "time-to-psnr": time_to_psnr,
+    "claims": claims,
+    "batch-size": batch_size,
+    "sweep-scaling": sweep_scaling,
+    "labels": labels,
+    "closed-forms": closed_forms,
+    "memory": memory,
+    "lbfgs": lbfgs,
+}
+
+
+def render(text: str, root: str) -> str:
+    """`text` with every table block regenerated from its results file."""
+
+    def one(match: re.Match) -> str:
+        name, arg = match.group(2), match.group(3)
+        if name not in RENDERERS:
+            raise KeyError(f"unknown table {name!r}; known: {', '.join(RENDERERS)}")
+        return match.group(1) + RENDERERS[name](root, arg) + match.group(5)
+
+    return BLOCK.sub(one, text)
+
+
+def documents(root: str) -> list[str]:
+    return [os.path.join(root, "README.md"), *sorted(glob.glob(os.path.join(root, "docs", "*.md")))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="regenerate README/docs tables from docs/results")
+    parser.add_argument("--root", default=".")
+    parser.add_argument("--write", action="store_true", help="rewrite the documents in place")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in documents(args.root):
+        with open(path) as fh:
+            text = fh.read()
+        new = render(text, args.root)
+        if new != text:
+            stale.append(path)
+            if args.write:
+                with open(path, "w") as fh:
+                    fh.write(new)
+    for path in stale:
+        print(("rewrote " if args.write else "stale: ") + path)
+    return 0 if args.write or not stale else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
