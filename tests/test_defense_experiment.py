@@ -11,6 +11,7 @@ import pytest
 from gradinv.cli import main
 from gradinv.experiments.defenses import cells, quick_settings, run_defense_experiment
 from gradinv.experiments.defenses.grid import NONE, Block
+from gradinv.report import tables
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,30 @@ def test_resume_reuses_finished_cells_and_out_is_checked_first(quick, capsys):
     assert [r["metrics"] for r in after["cells"]] == [r["metrics"] for r in before["cells"]]
     (quick.parent / "file").write_text("x")
     assert main(["experiment", "defenses", "--quick", "--out", str(quick.parent / "file")]) == 2
+    capsys.readouterr()
+    for bad, word in ((["--quick", "--grid", "claims"], "--grid"), (["--seeds", "0"], "--seeds"),
+                      (["--grid", "huge"], "claims")):  # fmt: skip
+        assert main(["experiment", "defenses", *bad, "--out", str(quick.parent / "x")]) == 2
+        err = capsys.readouterr().err
+        assert word in err and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert not (quick.parent / "x").exists()
+
+
+def test_results_record_their_command_and_render_as_tables(quick, tmp_path):
+    results = json.loads((quick / "results.json").read_text())
+    assert results["command"].startswith("gradinv experiment defenses --grid quick --out ")
+    target = tmp_path / "docs" / "results" / "defenses"
+    target.mkdir(parents=True)
+    for name in ("results.json", "claims.json"):
+        (target / name).write_text((quick / name).read_text())
+    lenet = results["summary"]["lenet"]
+    table = tables.defenses(str(tmp_path), None)
+    assert table.count("\n| ") == len(lenet) and "4.73" in table and "dlg+aware" in table
+    assert results["command"] in table
+    aware = tables.defenses_aware(str(tmp_path), None).splitlines()
+    assert len([r for r in aware if r.startswith("| `prune:ratio=0.9` | `dlg`")]) == 1
+    claims = tables.claims(str(tmp_path), "docs/results/defenses/claims.json")
+    assert results["command"] in claims and "| c |" in claims
 
 
 def test_choices_are_blind_noise_as_truth_selects_the_same(tmp_path, monkeypatch):
@@ -86,7 +111,9 @@ def test_choices_are_blind_noise_as_truth_selects_the_same(tmp_path, monkeypatch
                   aware={"dlg": ("prune:ratio=0.9",), "ig": ("prune:ratio=0.9",)})  # fmt: skip
     s = replace(quick_settings(), seeds=(0,), blocks=(block,), generator=None, utility={},
                 attack_options={"dlg": {"iterations": 2}, "ig": {"iterations": 10}})  # fmt: skip
-    honest = run_defense_experiment(str(tmp_path / "a"), settings=s, progress=False)
+    # inline: the cells run in this process, where the patch below applies
+    honest = run_defense_experiment(str(tmp_path / "a"), settings=s, engine="inline",
+                                    progress=False)  # fmt: skip
     original = pipeline.evaluate
 
     def noisy(recon, truth, *args):
@@ -94,7 +121,8 @@ def test_choices_are_blind_noise_as_truth_selects_the_same(tmp_path, monkeypatch
         return original(recon, torch.rand(truth.shape, generator=gen), *args)
 
     monkeypatch.setattr(pipeline, "evaluate", noisy)
-    blind = run_defense_experiment(str(tmp_path / "b"), settings=s, progress=False)
+    blind = run_defense_experiment(str(tmp_path / "b"), settings=s, engine="inline",
+                                   progress=False)  # fmt: skip
     a, b = (
         honest["summary"]["lenet"]["prune:ratio=0.9"],
         blind["summary"]["lenet"]["prune:ratio=0.9"],

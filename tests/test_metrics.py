@@ -40,7 +40,7 @@ def test_ssim_is_the_gaussian_window_ssim_of_wang_et_al(sample_data):
     from skimage.metrics import structural_similarity
 
     truth = sample_data.load([0, 70], 32)
-    noisy = (truth + 0.1 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0)))
+    noisy = truth + 0.1 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
     noisy = noisy.clamp(0, 1)
     ours = ssim(noisy, truth)
     for i in range(2):

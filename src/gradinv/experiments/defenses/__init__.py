@@ -16,17 +16,21 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from ...errors import GradinvError
 from .cell import cell
-from .grid import DefenseSettings, cells, full_settings, quick_settings
+from .grid import PRESETS, DefenseSettings, cells, claims_settings, full_settings, quick_settings
 from .report import montage, privacy_utility_plot, strength_plot, write_markdown
 from .runner import run_cells
 from .summary import claims, summarise
 
 __all__ = [
+    "PRESETS",
     "DefenseSettings",
     "cell",
+    "claims_settings",
     "cells",
     "full_settings",
     "quick_settings",
@@ -38,6 +42,8 @@ def run_defense_experiment(
     out: str,
     quick: bool = False,
     settings: DefenseSettings | None = None,
+    preset: str | None = None,
+    seeds: int | None = None,
     engine: str = "local",
     workers: int = 1,
     resume: bool = False,
@@ -47,8 +53,23 @@ def run_defense_experiment(
 ) -> dict[str, Any]:
     """Run every cell through the sweep runner (`engine`, `workers`, `resume` as in `gradinv
     sweep`), then write results.json, claims.json, report.md and the figures into `out` (which
-    the caller has checked); returns {"claims", "summary", ...}."""
-    s = settings or (quick_settings() if quick else full_settings())
+    the caller has checked); returns {"claims", "summary", ...}. `preset` names the grid
+    (quick, claims, full; `quick=True` is preset quick, the default full), `seeds` replaces its
+    seeds by 0..seeds-1; `settings` replaces both (the Python API's own grid)."""
+    preset = preset or ("quick" if quick else "full")
+    if preset not in PRESETS:
+        raise GradinvError(f"unknown grid {preset!r}; expected one of {', '.join(PRESETS)}")
+    if seeds is not None and seeds < 1:
+        raise GradinvError(f"--seeds must be >= 1, got {seeds}")
+    s = settings or PRESETS[preset]()
+    if seeds is not None:
+        s = replace(s, seeds=tuple(range(seeds)))
+    quick = preset == "quick"
+    command = (f"gradinv experiment defenses --grid {preset}"
+               + (f" --seeds {seeds}" if seeds is not None else "") + f" --out {out}"
+               + (f" --engine {engine} --workers {workers}" if workers > 1 else ""))  # fmt: skip
+    if settings is not None:
+        command = "run_defense_experiment(settings=...) (Python API; settings in this file)"
     todo = cells(s)
     os.makedirs(out, exist_ok=True)
     start = time.perf_counter()
@@ -72,7 +93,9 @@ def run_defense_experiment(
             figures.append(name)
     failed = [{"cell": r["cell"], "error": r["error"]} for r in records if "error" in r]
     payload = {
+        "command": command,
         "quick": quick,
+        "preset": None if settings is not None else preset,
         "settings": s.to_dict(),
         "claims": table,
         "summary": summary,

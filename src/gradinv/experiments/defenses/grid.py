@@ -130,13 +130,47 @@ def quick_settings() -> DefenseSettings:
     )
 
 
+def claims_settings() -> DefenseSettings:
+    """`--grid claims`: the settings the claims and the target need, 5 seeds, at budgets the
+    shared 2-core machine affords (DLG 20 L-BFGS steps, IG 300 steps, GGL 60 generations of 16 on
+    the full grid's generator; FedAvg utility at 30 rounds of 4 clients x 400 images, 2 seeds)."""
+    aware = (PRUNE[2], PRUNE[3], P90)
+    key = (NONE, P90, DPSGD[1], DPSGD[2])
+    lenet = Block(
+        "lenet", "lenet", LENET_UNIFORM, 1,
+        (NONE, *PRUNE[:5], *NOISE, *LAPLACE, *DPSGD),
+        plain={"dlg": None, "ig": key, "ggl": key},
+        aware={"dlg": aware, "ig": (P90,), "ggl": (P90,)},
+    )  # fmt: skip
+    mlp = Block("mlp4", "mlp4", {}, 1, (NONE, P90, NOISE[2], DPSGD[1]), {"bias": None})
+    full = full_settings()
+    return DefenseSettings(
+        blocks=(lenet, mlp),
+        attack_options={
+            "dlg": {"iterations": 20},
+            "ig": {"iterations": 300},
+            "ggl": {"generations": 60, "population": 16},
+        },
+        generator=full.generator,
+        utility={"rounds": 30, "clients": 4, "samples_per_client": 400, "test_size": 2000},
+        utility_seeds=(0, 1),
+        utility_defenses=(NONE, PRUNE[1], P90, NOISE[2], NOISE[3], DPSGD[1], DPSGD[2]),
+    )
+
+
+PRESETS = {"quick": quick_settings, "claims": claims_settings, "full": full_settings}
+
+
 def cells(s: DefenseSettings) -> list[dict[str, Any]]:
     """Every cell of the experiment: attack runs (block × defense × attack × aware × seed) and
     FedAvg utility runs (defense × seed, for the first block's model)."""
     out: list[dict[str, Any]] = []
-    # seed-major: a run stopped early (and resumed later) already covers every setting
-    for seed in s.seeds:
-        for block in s.blocks:
+    first = s.blocks[0]
+    utility = [d for d in (s.utility_defenses or first.defenses)] if s.utility else []
+    # seed-major, utility runs with their seed: a run stopped early (and resumed later) already
+    # covers every setting
+    for seed in dict.fromkeys((*s.seeds, *s.utility_seeds)):
+        for block in s.blocks if seed in s.seeds else ():
             for defense in block.defenses:
                 for attack, on in block.plain.items():
                     if attack in GENERATIVE and s.generator is None:
@@ -145,17 +179,14 @@ def cells(s: DefenseSettings) -> list[dict[str, Any]]:
                     variants += [True] if defense in block.aware.get(attack, ()) else []
                     for aware in variants:
                         out.append(_attack_cell(s, block, defense, attack, aware, seed))
-    first = s.blocks[0]
-    if s.utility:
-        for defense in s.utility_defenses or first.defenses:
-            for seed in s.utility_seeds:
-                name = defense.split(":")[0]
-                out.append({
-                    "kind": "utility", "block": first.name, "defense": defense, "seed": seed,
-                    "model": first.model, "model_options": dict(first.model_options),
-                    "data": s.data.split("@")[0], "image_size": s.image_size,
-                    "server_lr": s.server_lr.get(name, 1.0), **s.utility,
-                })  # fmt: skip
+        for defense in utility if seed in s.utility_seeds else ():
+            name = defense.split(":")[0]
+            out.append({
+                "kind": "utility", "block": first.name, "defense": defense, "seed": seed,
+                "model": first.model, "model_options": dict(first.model_options),
+                "data": s.data.split("@")[0], "image_size": s.image_size,
+                "server_lr": s.server_lr.get(name, 1.0), **s.utility,
+            })  # fmt: skip
     return out
 
 
