@@ -133,8 +133,8 @@ def test_defense_aware_matching_differs_from_plain_only_through_the_recorded_def
     plain = Problem.build(obs, "auto")
     cosine = DISTANCES.get("cosine")
     truth = obs.normalize(x)[None]
-    d_aware = float(cosine(aware.simulator(truth, y), aware.simulator.target)[0])
-    d_plain = float(cosine(plain.simulator(truth, y), plain.simulator.target)[0])
+    d_aware = float(cosine(aware.simulator(truth, y), aware.simulator.target)[0].detach())
+    d_plain = float(cosine(plain.simulator(truth, y), plain.simulator.target)[0].detach())
     # the true image explains the pruned observation exactly once the pruning is simulated; the
     # plain distance also counts the 90 % of its gradient that the client zeroed
     assert d_aware < 1e-5 and d_plain > 0.05, (d_aware, d_plain)

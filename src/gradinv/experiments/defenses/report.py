@@ -129,13 +129,12 @@ def montage(path: str, sweep: str, records: list[dict[str, Any]], block: str, se
 
 def write_markdown(out: str, payload: dict[str, Any]) -> None:
     """report.md: the claims table, one table per block, the figures, the settings."""
-    quick = payload["quick"]
-    command = "gradinv experiment defenses" + (" --quick" if quick else "")
     s = payload["settings"]
     lines = [
         "# Defenses against gradient inversion: leakage and utility",
         "",
-        f"Command: `{command} --out {out}` — {payload['total_s']} s wall, "
+        f"Command: `{payload['command']}` — {payload['total_s']} s wall (this session; a "
+        "resumed run counts only its own), "
         f"{payload['cpu_s']} s CPU over all cells (1 torch thread per cell, "
         f"{payload['workers']} worker(s), engine {payload['engine']}; shared machine: times are "
         "upper bounds). "
