@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ def main() -> None:
             rows.append(row)
             os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
             with open(args.out, "w") as fh:
-                json.dump({"command": "python benchmarks/defaults.py", "threads": args.threads,
+                json.dump({"command": " ".join(["python benchmarks/defaults.py", *sys.argv[1:]]), "threads": args.threads,
                            "data": "sample, 32x32, B=1, labels known, model_seed 0",
                            "rows": rows}, fh, indent=2)  # fmt: skip
 

@@ -371,12 +371,7 @@ def test_gradinv_never_needs_flower():
     assert "pip install gradinv[flower]" in proc.stdout
 
 
-@pytest.mark.skipif(
-    not os.environ.get("GRADINV_RAY_TEST"),
-    reason="Flower's Ray simulation takes ~40 s to start; set GRADINV_RAY_TEST=1 to run it",
-)
 def test_flowers_ray_simulation_runs_the_same_strategy(tmp_path):
-    pytest.importorskip("ray")
     out = tmp_path / "ray"
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
     script = os.path.join(ROOT, "examples", "flower", "run_ray.py")

@@ -480,6 +480,7 @@ def run_information_discard(
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(s.seed)
     state: dict[str, Any] = {"runs": {}, "figures": {}}
+    began = time.perf_counter()
     configs = [_threaded(c) for cid in CLAIM_IDS if cid in claims for c in plan(s, cid)]
     unique = list({_key(c): c for c in configs}.values())
     outcomes = run_configs(unique, os.path.join(out, "sweep"), engine=engine, workers=workers,
@@ -509,12 +510,14 @@ def run_information_discard(
         torch.set_num_threads(threads)
     total = round(time.perf_counter() - start, 1)
     payload = {
+        "command": "gradinv experiment information-discard" + (" --quick" if quick else ""),
         "quick": quick,
         "settings": _settings_dict(s),
         "runs": state["runs"],
         "figures": state["figures"],
         "durations_s": durations,
         "total_s": total,
+        "wall_s": round(time.perf_counter() - began, 1),
         "torch_threads": threads_used,
     }
     with open(os.path.join(out, "results.json"), "w") as fh:
@@ -540,11 +543,11 @@ def _jsonable(v: Any) -> Any:
 
 
 def _write_markdown(out: str, claims: list[dict], payload: dict) -> None:
-    command = "gradinv experiment information-discard" + (" --quick" if payload["quick"] else "")
+    command = payload["command"]
     lines = [
         "# Information discard: priors make up for what averaged gradients discard",
         "",
-        f"Command: `{command} --out {out}` — {payload['total_s']} s "
+        f"Command: `{command} --out {out}` — {payload['wall_s']} s wall "
         f"({payload['torch_threads']} torch threads). Built-in photo crops, 32×32, seed "
         f"{payload['settings']['seed']}. Models: a — mlp4; b, c, d — DLG's LeNet (every weight "
         "U(−0.5, 0.5)); e, f — the library's default `lenet` (PyTorch's initialisation).",
