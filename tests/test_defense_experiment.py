@@ -29,6 +29,9 @@ def test_quick_run_writes_a_complete_claims_table_and_report(quick):
     for c in claims:
         assert set(c) == {"id", "claim", "criterion", "measured", "holds"}
         assert isinstance(c["holds"], bool) and c["measured"]
+    # claim a is judged per family too: the quick grid prunes (0.3, 0.9) and adds noise (1e-2)
+    parts = claims[0]["measured"]["holds_for"]
+    assert set(parts) == {"pruning", "noise"} and claims[0]["holds"] == all(parts.values())
     results = json.loads((quick / "results.json").read_text())
     assert results["quick"] and not results["failed_cells"]
     assert len(results["cells"]) == len(cells(quick_settings()))

@@ -160,7 +160,10 @@ def claim_a(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
             if strong and (dlg["mean"] is None or dlg["mean"] >= FAIL_DB):
                 above[spec] += " (≥ 15)"
     holds = bool(above) and all("≥" not in v for v in above.values())
-    measured = {"dlg_psnr_above_threshold": above,
+    parts = {family: all("≥" not in v for k, v in above.items() if k.startswith(prefixes))
+             for family, prefixes in (("pruning", ("prune",)), ("noise", ("noise", "laplace")))
+             if any(k.startswith(prefixes) for k in above)}  # fmt: skip
+    measured = {"holds_for": parts, "dlg_psnr_above_threshold": above,
                 "dlg_psnr_at_or_below_threshold (context)": below,
                 "no_defense": fmt(rows.get(NONE, {}).get("variants", {}).get("dlg"))}  # fmt: skip
     return _claim("a", "DLG on LeNet fails above 20 % pruning and at noise variance ≥ 1e-2 "
