@@ -15,7 +15,8 @@ from ..errors import GradinvError
 from ..fl import Observation
 from ..options import option
 from .base import ATTACKS, Attack, Reconstruction, make_attack
-from .engine import matching_loss
+from .engine import UpdateSimulator, matching_loss
+from .engine.problem import defense_model
 
 CLOSED_FORMS = ("bias", "spear", "rgap")
 
@@ -61,6 +62,13 @@ class Auto(Attack):
         low=0,
     )  # fmt: skip
     label_strategy: str = option("auto", "label strategy when the labels are not observed")
+    defense_aware: bool = option(
+        False, "pass defense_aware=true to the candidates that have it (optimisation attacks: "
+        "re-apply the recorded defenses to the simulated update)",
+    )  # fmt: skip
+    generator: str = option(
+        "", "generator directory given to the candidates that search one (gias, gifd, ggl, dip)",
+    )  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -80,6 +88,10 @@ class Auto(Attack):
             )
         if "label_strategy" in defaults:
             options["label_strategy"] = self.label_strategy
+        if self.defense_aware and "defense_aware" in defaults:
+            options["defense_aware"] = True
+        if self.generator and "generator" in defaults:
+            options["generator"] = self.generator
         return make_attack(name, **options)
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
@@ -88,6 +100,11 @@ class Auto(Attack):
         tried: dict[str, Any] = {}
         best: tuple[float, str, Reconstruction] | None = None
         labels = observation.labels
+        simulator = None
+        if self.defense_aware and observation.defenses:  # judge candidates as they matched
+            layers, transform, masks = defense_model(observation)
+            simulator = UpdateSimulator(observation, layers=layers, transform=transform,
+                                        masks=masks)  # fmt: skip
         for name in self.candidates:
             start = time.perf_counter()
             try:
@@ -95,7 +112,8 @@ class Auto(Attack):
             except GradinvError as exc:  # does not apply to this observation
                 tried[name] = {"applies": False, "reason": str(exc)}
                 continue
-            loss = matching_loss(observation, rec.images, rec.labels if labels is None else labels)
+            loss = matching_loss(observation, rec.images, rec.labels if labels is None else labels,
+                                 simulator=simulator)  # fmt: skip
             exact = name in CLOSED_FORMS and is_exact(rec)
             tried[name] = {"applies": True, "matching_loss": loss, "exact": exact,
                            "interrupted": bool(rec.info.get("interrupted")),

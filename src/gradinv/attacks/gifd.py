@@ -10,6 +10,7 @@ import torch
 
 from ..errors import GradinvError
 from ..options import option
+from ..priors import Prior, TotalVariation
 from .base import ATTACKS
 from .engine import Adam, Problem, Trials, lr_multistep, optimise
 from .engine.generative import Feature, Latent, load_prior_generator
@@ -26,7 +27,8 @@ class GIFD(OptimizationAttack):
     together). Round k ≥ 1 takes the input h_k of stage k that the previous round's result
     produces as the variable, runs stages k..N on it, and after every step projects h_k − h_k⁰
     onto the l1 ball of radius `radius`·‖h_k⁰‖₁ per image (relative radii: absolute ones depend
-    on the generator). The output is the round whose image has the lowest matching loss.
+    on the generator). The loss is the cosine distance (relative to its start) plus a small TV.
+    The output is the round whose image has the lowest matching loss.
 
     Example::
 
@@ -46,7 +48,14 @@ class GIFD(OptimizationAttack):
     feature_lr: float = option(0.01, "learning rate of the later rounds", low=0, low_open=True)
     radius: float = option(0.3, "l1-ball radius relative to the feature's l1 norm", low=0)
     stages: int = option(0, "stages searched after the latent (0: all but the output one)", low=0)
+    tv: float = option(1e-4, "total-variation weight (relative to the start distance)", low=0)
     relative: bool = option(True, "divide the matching distance by its value at the start")
+
+    def make_priors(self) -> list[Prior]:
+        priors = super().make_priors()
+        if self.tv:
+            priors.append(TotalVariation(weight=self.tv))
+        return priors
 
     def solve(self, problem: Problem) -> Trials:
         obs = problem.observation
@@ -58,7 +67,8 @@ class GIFD(OptimizationAttack):
         objective = self.objective(problem)
         objective.relative = self.relative
         latent = Latent(obs, generator, problem.batch_size, renormalize=True)
-        first = optimise(self.run(problem), latent, objective, lambda: Adam(self.lr))
+        first = optimise(self.run(problem, schedule=lr_multistep(self.iterations)), latent,
+                         objective, lambda: Adam(self.lr))  # fmt: skip
         parts = [(first, first.best)]
         rounds = [{"stage": 0, "matching_loss": float(first.distances[first.best])}]
         with torch.no_grad():

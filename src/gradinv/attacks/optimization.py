@@ -40,6 +40,9 @@ class OptimizationAttack(Attack):
         "random", "random, or another attack whose reconstruction starts the first trial "
         "(e.g. rgap)",
     )  # fmt: skip
+    init_options: tuple = option(
+        (), "options of the init attack, ((key, value), ...), e.g. (('generator', 'DIR'),)",
+    )  # fmt: skip
     defense_aware: bool = option(
         False, "re-apply the recorded defenses' deterministic part to the simulated update and "
         "match only where the observed update carries information",
@@ -58,6 +61,17 @@ class OptimizationAttack(Attack):
             ATTACKS.get(self.init)
             if self.init == self.name:
                 raise GradinvError(f"{self.name}: init must name another attack or 'random'")
+            make_attack(self.init, progress=False, **self._init_options())  # checks the options
+        elif self.init_options:
+            raise GradinvError(f"{self.name}: init_options need init=ATTACK")
+
+    def _init_options(self) -> dict[str, Any]:
+        for item in self.init_options:
+            if not (
+                isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+            ):
+                raise GradinvError(f"init_options must be (key, value) pairs, got {item!r}")
+        return {"seed": self.seed, **dict(self.init_options)}
 
     # --- what subclasses state ---------------------------------------------------------------------
     def make_priors(self) -> list[Prior]:
@@ -98,7 +112,8 @@ class OptimizationAttack(Attack):
         problem = Problem.build(observation, self.label_strategy, self.make_priors(),
                                 defense_aware=self.defense_aware)  # fmt: skip
         if self.init != "random":
-            start = make_attack(self.init, progress=False, seed=self.seed).reconstruct(observation)
+            init = make_attack(self.init, progress=False, **self._init_options())
+            start = init.reconstruct(observation)
             if start.images.shape[0] != problem.batch_size:
                 raise GradinvError(
                     f"init attack {self.init!r} returned {start.images.shape[0]} images for a "

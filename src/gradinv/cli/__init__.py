@@ -8,9 +8,10 @@ import sys
 import click
 
 from ..errors import GradinvError, Interrupted
-from . import attack, experiment_labels, labels, listing, observe  # noqa: F401  (registration)
+from . import attack, audit, experiment_labels, labels, listing, observe  # noqa: F401  (registration)
 from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
+from .experiment_aux import aux_distribution  # noqa: F401  (registration)
 from .experiment_defenses import defenses  # noqa: F401  (registration)
 from .experiment_discard import information_discard  # noqa: F401  (registration)
 from .sweep import sweep  # noqa: F401  (registration)

@@ -17,6 +17,7 @@ from .formats import (
     load_flowers17,
     load_folder,
 )
+from .mixture import is_mixture, load_mixture
 from .sample import load_sample
 from .splits import SPLITS, parse_split, split_dataset, unseen, with_split
 
@@ -29,6 +30,7 @@ DATASETS = {
     "folder:DIR": "one subfolder per class holding png/jpg images",
     "flowers17:DIR": "Oxford 17 flowers jpg folder (80 images per class in file order)",
     "SPEC@train, SPEC@test": "official split (fashion-mnist, cifar10) or a fixed 80/20 one (others)",
+    "mixture:SPEC+SPEC[*K]": "several datasets as one (classes prefixed); SPEC*K repeats one K times",
 }
 OFFICIAL_SPLITS = ("fashion-mnist", "cifar10")
 BUILTIN = {"sample": load_sample, "digits": load_digits, "lfw": load_lfw}
@@ -60,6 +62,8 @@ def load_dataset(spec: str, channels: int | None = None) -> ImageDataset:
     files, as always). `channels` (1 or 3) converts every image: gray to RGB by repetition, RGB to
     gray by ITU-R 601 luminance.
     """
+    if is_mixture(spec):
+        return load_mixture(spec, channels, load_dataset)
     base, split = parse_split(spec)
     name, _, arg = base.partition(":")
     if channels is not None:

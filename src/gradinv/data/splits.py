@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import GradinvError
 from .dataset import ImageDataset
+from .mixture import PREFIX, has_test_part, is_mixture, mixture_parts, mixture_split
 
 SPLITS = ("train", "test")
 SPLIT_SEED = 20240917  # fixed forever: changing it would change every @train/@test
@@ -23,6 +24,8 @@ TEST_FRACTION = 0.2
 def parse_split(spec: str) -> tuple[str, str | None]:
     """'NAME[:ARG][@train|@test]' -> ('NAME[:ARG]', split or None). An '@' followed by anything
     else stays part of the spec (a directory may contain '@')."""
+    if is_mixture(spec):  # its components carry the splits; any @test part makes it "test"
+        return spec, "test" if has_test_part(spec) else mixture_split(spec)
     base, at, suffix = spec.rpartition("@")
     if at and suffix in SPLITS:
         return base, suffix
@@ -32,7 +35,13 @@ def parse_split(spec: str) -> tuple[str, str | None]:
 
 
 def with_split(spec: str, split: str | None) -> str:
-    """The spec with its split suffix replaced by `split` (None: no suffix)."""
+    """The spec with its split suffix replaced by `split` (None: no suffix); a mixture's
+    components each get it."""
+    if is_mixture(spec):
+        parts = [
+            with_split(name, split) + (f"*{k}" if k > 1 else "") for name, k in mixture_parts(spec)
+        ]
+        return PREFIX + "+".join(parts)
     base, _ = parse_split(spec)
     return f"{base}@{split}" if split else base
 

@@ -2,9 +2,10 @@
 config.yaml; and the output checks every command runs before any work."""
 
 from .figures import grid_image, save_curve, save_progress_gif, save_reconstruction_png
-from .writer import check_output_file, output_directory, write_report
+from .writer import attack_report, check_output_file, output_directory, write_report
 
 __all__ = [
+    "attack_report",
     "grid_image",
     "save_curve",
     "save_progress_gif",

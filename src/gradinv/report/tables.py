@@ -237,7 +237,67 @@ def defenses_aware(root: str, arg: str | None) -> str:
     return _rows(header, rows) + _source(data, DEFENSES)
 
 
+def audit(root: str, arg: str | None) -> str:
+    """One `gradinv audit` report.json: per step its result and CPU seconds, then the totals."""
+    path = arg or "docs/results/audit.json"
+    data = _load(root, path)
+    rows = []
+    for st in data["steps"]:
+        m = st.get("metrics") or {}
+        if st["status"] != "ok":
+            result = f"{st['status']}: {st.get('reason') or ''}".strip()
+        elif st["kind"] == "round":
+            result = f"update norm {_fmt(m.get('update_norm'), 2)}"
+        elif st["kind"] == "labels":
+            result = (f"count accuracy {_fmt(m['count_accuracy'], 2)} (recovered "
+                      f"{m['labels_recovered']}, true {m['labels_true']})")  # fmt: skip
+        elif st["kind"] == "batch_size":
+            shown = m["estimate"] if m["estimate"] is not None else f"at least {m['at_least']}"
+            result = f"{shown} (true {m['true']})"
+        elif "psnr" in m:
+            result = f"{_fmt(m['psnr'])} dB, SSIM {_fmt(m['ssim'], 3)}"
+            if (m.get("info") or {}).get("chosen"):
+                result += f", chose {m['info']['chosen']}"
+            if m.get("label_accuracy") is not None:
+                result += f", labels {_fmt(m['label_accuracy'], 2)}"
+        else:
+            result = "ok"
+        rows.append([f"`{st['id']}`", result.replace("|", "/"), _fmt(st.get("cpu_seconds"), 1)])
+    privacy = "; ".join(f"{k}: ε = {_fmt(v.get('epsilon'), 2)} at δ = {v.get('delta')}"
+                        for k, v in (data.get("privacy") or {}).items() if v)  # fmt: skip
+    total = (f"\nTotal: {_fmt(data['cpu_seconds'], 0)} s of CPU, {_fmt(data['seconds'], 0)} s wall "
+             f"(load average {_fmt(data.get('load_average'), 1)}, "
+             f"{data['environment']['threads']} thread(s)){'; ' + privacy if privacy else ''}.\n")  # fmt: skip
+    command = data.get("settings", {}).get("command", "?")
+    return (_rows(["step", "result", "CPU s"], rows) + total
+            + f"\n_From `{path}`, written by `{command}`._\n")  # fmt: skip
+
+
+def aux_distribution(root: str, arg: str | None) -> str:
+    """Per set and attack (all batches pooled): PSNR/SSIM mean ± std over images and the paired
+    PSNR difference to pixel IG with its 95 % interval. ARG: the results.json, optionally
+    followed by `#CASE` (b1, b4-unique, b4-same) for one batch composition instead of all."""
+    path, _, case = (arg or "docs/results/aux-distribution/results.json").partition("#")
+    data = _load(root, path)
+    source = data["rows"] if case else data["pooled"]
+    rows = []
+    for r in source:
+        if case and r["case"] != case:
+            continue
+        delta = (
+            "—"
+            if r["attack"] == "ig"
+            else (f"{r['delta_ig']:+.2f} [{r['delta_ig_low']:+.2f}, {r['delta_ig_high']:+.2f}]")
+        )
+        rows.append([r["set"], f"`{r['attack']}`", r["n"],
+                     f"{_fmt(r['psnr'], 2)} ± {_fmt(r['psnr_std'], 2)}",
+                     f"{_fmt(r['ssim'], 3)} ± {_fmt(r['ssim_std'], 3)}", delta])  # fmt: skip
+    header = ["private set", "attack", "images", "PSNR (dB)", "SSIM", "Δ PSNR vs ig [95 % CI]"]
+    return _rows(header, rows) + _source(data, path)
+
+
 RENDERERS: dict[str, Callable[[str, str | None], str]] = {
+    "aux-distribution": aux_distribution,
     "defenses": defenses,
     "defenses-aware": defenses_aware,
     "defaults": defaults,
@@ -250,6 +310,7 @@ RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "closed-forms": closed_forms,
     "memory": memory,
     "lbfgs": lbfgs,
+    "audit": audit,
 }
 
 

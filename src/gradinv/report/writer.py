@@ -87,3 +87,51 @@ def write_report(out: str, result) -> dict[str, str]:  # noqa: ANN001 - RunResul
             points.append((it, float(psnr(images[o], truth).mean())))
         save_curve(paths["curve.png"], rec.loss_history, points, title)
     return paths
+
+
+def attack_report(
+    out: str,
+    observation,  # noqa: ANN001 - gradinv.fl.Observation (avoid an import cycle)
+    attack: str = "auto",
+    images=None,  # noqa: ANN001 - the private batch in [0,1], for scoring only
+    labels=None,  # noqa: ANN001
+    *,
+    seed: int = 0,
+    progress: bool = False,
+    **options,  # noqa: ANN003 - the attack's hyper-parameters
+) -> dict:
+    """One call from any observation (any nn.Module: `gradinv.observe(model, x, y)`, a saved
+    or Flower-captured one) to the report directory `gradinv attack` writes: run `attack` with
+    `options`, score it when the private `images` (and `labels`) are given, write metrics.json,
+    config.yaml, reconstruction.png (+ progress.gif, curve.png) into `out`; returns the metrics.
+
+        obs = observe(model, images, labels)                    # labels hidden from the server
+        m = attack_report("runs/mine", obs, "ig", images, labels, iterations=500)
+        print(m["psnr"], m["label_accuracy"])
+    """
+    import time
+
+    from ..attacks import make_attack
+    from ..pipeline import RunConfig, RunResult, score, unscored
+
+    if images is not None and labels is None:
+        raise GradinvError("give the private labels with the images (scoring needs both)")
+    spec = observation.model_spec or {}
+    config = RunConfig(
+        attack=attack, model=str(spec.get("name") or type(observation.model).__name__),
+        data="(given)", batch_size=int(images.shape[0]) if images is not None else 1,
+        labels="known" if observation.labels is not None else "auto", seed=seed,
+        attack_options=dict(options),
+    )  # fmt: skip
+    rec_attack = make_attack(attack, progress=progress, seed=seed, **options)
+    start = time.perf_counter()
+    rec = rec_attack.reconstruct(observation)
+    elapsed = time.perf_counter() - start
+    if images is None:
+        metrics = unscored(config, rec, observation, elapsed)
+    else:
+        metrics = score(config, rec, images.detach().float().cpu(), labels.cpu(), elapsed)
+    result = RunResult(config, metrics, rec, None if images is None else images.float().cpu(),
+                       labels, observation)  # fmt: skip
+    write_report(out, result)
+    return metrics

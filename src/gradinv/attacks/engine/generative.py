@@ -44,7 +44,8 @@ class _ToInputs:
 
 class Latent(Parametrisation):
     """x = G(z) with z (one latent per image) optimised and G frozen. `renormalize` keeps each z at
-    its initial norm after every step (GIFD's first round); `start` (N, d) starts trial 0."""
+    its initial norm after every step (GIFD's first round); `start` (N, d) starts trial 0.
+    Variables given to the engine directly (`optimise(..., initial=...)`) are not renormalised."""
 
     def __init__(
         self,
@@ -58,13 +59,17 @@ class Latent(Parametrisation):
         self.obs, self.g, self.count = observation, _frozen(generator, observation), count
         self.renormalize, self.start = renormalize, start
         self.to_inputs = _ToInputs(observation)
-        self._norm: torch.Tensor | None = None
+        # each trial's starting norms, recorded when it is drawn; the engine stacks trials in the
+        # order it draws them, so `project` reads the last R recorded (a NaN retry redraws some)
+        self._norms: list[torch.Tensor] = []
 
     def initial(self, generator: torch.Generator, trial: int) -> list[torch.Tensor]:
         z = torch.randn((self.count, self.g.latent_dim), generator=generator, dtype=torch.float64)
         if trial == 0 and self.start is not None:
             z = self.start.double().cpu()
-        return [z.to(self.obs.device, self.obs.dtype)]
+        z = z.to(self.obs.device, self.obs.dtype)
+        self._norms.append(z.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        return [z]
 
     def images(self, z: torch.Tensor) -> torch.Tensor:
         r, n = z.shape[:2]
@@ -80,9 +85,8 @@ class Latent(Parametrisation):
         z = variables[0]
         with torch.no_grad():
             norm = z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            if self._norm is None or self._norm.shape != norm.shape:
-                self._norm = norm.clone()  # the start's norms (first call follows the first step)
-            z.mul_(self._norm / norm)
+            start = torch.stack(self._norms[-z.shape[0] :])  # (R, N, 1): the start's norms
+            z.mul_(start / norm)
 
 
 class Feature(Parametrisation):
@@ -135,16 +139,17 @@ class GeneratorWeights(Parametrisation):
         self.count = self.z.shape[0]
         self.names = [n for n, _ in self.g.named_parameters()]
         self.buffers = {k: v.detach() for k, v in self.g.named_buffers()}
+        if random_init:  # a trained generator's BatchNorm statistics are data too: reset them
+            self.buffers = {k: _fresh_buffer(k, v) for k, v in self.buffers.items()}
         self.random_init = random_init
         self.to_inputs = _ToInputs(observation)
 
     def initial(self, generator: torch.Generator, trial: int) -> list[torch.Tensor]:
         out = []
-        for p in self.g.parameters():
+        for name, p in self.g.named_parameters():
             value = p.detach()
-            if self.random_init and p.ndim > 1:  # DCGAN's N(0, 0.02), drawn per trial
-                value = torch.randn(p.shape, generator=generator, dtype=torch.float64) * 0.02
-                value = value.to(p.device, p.dtype)
+            if self.random_init:  # DCGAN's initialisation, drawn per trial: nothing trained kept
+                value = _dcgan_init(name, p, generator)
             out.append(value.unsqueeze(0).repeat(self.count, *([1] * p.ndim)).clone())
         return out
 
@@ -158,6 +163,35 @@ class GeneratorWeights(Parametrisation):
         z = self.z.repeat(r, 1)
         out = vmap(self._one)(flat, z)
         return self.to_inputs(out.reshape(r, n, *out.shape[1:]))
+
+
+def _dcgan_init(name: str, p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Weights N(0, 0.02); BatchNorm scales (1-d `weight`) N(1, 0.02); biases 0."""
+    if name.endswith("bias"):
+        return torch.zeros_like(p)
+    value = torch.randn(p.shape, generator=generator, dtype=torch.float64) * 0.02
+    if p.ndim == 1:
+        value = value + 1.0
+    return value.to(p.device, p.dtype)
+
+
+def _fresh_buffer(name: str, value: torch.Tensor) -> torch.Tensor:
+    """A BatchNorm buffer as a new module has it: mean 0, variance 1, no batches seen."""
+    if name.endswith("running_var"):
+        return torch.ones_like(value)
+    return torch.zeros_like(value)
+
+
+def latent_norm_term(weight: float):  # noqa: ANN201 - an objective Term
+    """weight · Σ_images (‖z_i‖/√d − 1)² per trial: keeps latents near the shell where a
+    N(0, I)-trained generator saw them (GIAS's optional latent penalty)."""
+
+    def term(variables):  # noqa: ANN001, ANN202
+        z = variables[0]  # (R, N, d)
+        ratio = z.norm(dim=-1) / z.shape[-1] ** 0.5
+        return weight * (ratio - 1).pow(2).sum(-1)
+
+    return term
 
 
 def project_l1_ball(v: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
