@@ -233,11 +233,39 @@ def test_simulate_of_clip_and_prune_reproduces_the_defense():
 
 def test_informative_masks():
     observed = {"a": torch.tensor([0.0, 2.0, 0.0]), "b": torch.tensor([[1.0, 0.0], [3.0, 0.0]])}
-    masks = make_defense("prune").informative(observed)
-    assert masks["a"].tolist() == [False, True, False]
+    # prune: every entry informs (a pruned one bounds |g| by the smallest kept magnitude)
+    assert make_defense("prune").informative(observed) is None
     assert make_defense("noise").informative(observed) is None
     sot = make_defense("soteria").informative(observed)  # "b" is the last 2-D tensor
     assert sot["b"].tolist() == [[True, False], [True, False]] and sot["a"].all()
+
+
+@pytest.mark.parametrize("scope", ["tensor", "global"])
+def test_prune_simulate_uses_the_bound_on_pruned_entries(scope):
+    g = torch.Generator().manual_seed(0)
+    clean = {"w": torch.randn(40, generator=g, dtype=torch.float64),
+             "b": torch.randn(10, generator=g, dtype=torch.float64)}  # fmt: skip
+    defense = Prune(ratio=0.7, scope=scope)
+    observed = defense.apply(clean, _rnd())
+    kept = {k: v != 0 for k, v in observed.items()}
+    taus = {k: float(v[kept[k]].abs().min()) for k, v in observed.items()}
+    if scope == "global":
+        taus = dict.fromkeys(taus, min(taus.values()))
+    # any candidate agreeing on the kept entries and within ±τ on the pruned ones simulates to
+    # the observation exactly; the true update is one of them
+    within = {k: torch.where(kept[k], v, (2 * torch.rand(v.shape, generator=g,
+              dtype=v.dtype) - 1) * taus[k]) for k, v in clean.items()}  # fmt: skip
+    for candidate in (clean, within):
+        sim = defense.simulate(candidate, observed)
+        assert all(torch.equal(sim[k], observed[k]) for k in clean)
+    # a pruned entry made too large is compared by its excess over τ
+    pruned = int(torch.nonzero(~kept["w"])[0])
+    bigger = {k: v.clone() for k, v in clean.items()}
+    bigger["w"][pruned] = taus["w"] + 0.5
+    assert float(defense.simulate(bigger, observed)["w"][pruned]) == pytest.approx(0.5)
+    # nothing kept in a tensor: no bound, nothing compared there
+    empty = Prune(ratio=1.0).apply(clean, _rnd())
+    assert all(float(v.abs().max()) == 0 for v in Prune(ratio=1.0).simulate(clean, empty).values())
 
 
 def test_sign_and_quantize_simulate():

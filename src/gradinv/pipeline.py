@@ -4,6 +4,7 @@ and the experiments; the attack only ever sees the Observation."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -163,6 +164,10 @@ def check(config: RunConfig) -> None:
             n_mean, n_std = len(config.norm_mean), len(config.norm_std or [])
             raise GradinvError(f"--norm-mean has {n_mean} values, --norm-std {n_std}")
         check_normalization(config.norm_mean, config.norm_std or [])
+    if not isinstance(config.defenses, (list, tuple)):
+        raise GradinvError(f"defenses must be a list of NAME[:KEY=VALUE,...] specs, got "
+                           f"{config.defenses!r}")  # fmt: skip
+    make_defenses(config)  # a bad spec is one line before any work
     resolve_threads(config.threads)
     resolve_device(config.device)
 
@@ -278,7 +283,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     if images is None:
         metrics = unscored(config, rec, obs, elapsed)
     else:
-        metrics = score(config, rec, images, labels, elapsed)
+        metrics = score(config, rec, images, labels, elapsed, obs)
     return RunResult(config, metrics, rec, images, labels, obs)
 
 
@@ -354,8 +359,26 @@ def unscored(
         "iterations": len(rec.loss_history) or None,
         "time_s": round(elapsed, 3),
         "threads": torch.get_num_threads(),
+        "defenses": jsonable(obs.defenses),
+        "secure_aggregation": obs.secure_aggregation,
+        **privacy_fields(obs),
         "info": {k: jsonable(v) for k, v in rec.info.items()},
     }
+
+
+def privacy_fields(obs: Observation | None) -> dict[str, Any]:
+    """The observation's formal guarantee for metrics.json: `epsilon` and `delta` when a defense
+    with an accountant (DP-SGD) ran, nothing otherwise. An infinite ε (σ = 0: no guarantee) is
+    written as null, since JSON has no infinity; `privacy` keeps the accountant's whole record."""
+    out: dict[str, Any] = {}
+    if obs is not None and obs.privacy:
+        eps = obs.privacy.get("epsilon")
+        finite = isinstance(eps, (int, float)) and math.isfinite(eps)
+        out["epsilon"] = float(eps) if finite else None
+        out["delta"] = obs.privacy.get("delta")
+        out["privacy"] = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                          for k, v in jsonable(obs.privacy).items()}  # fmt: skip
+    return out
 
 
 def score(
@@ -364,12 +387,16 @@ def score(
     images: torch.Tensor,
     labels: torch.Tensor,
     elapsed: float,
+    observation: Observation | None = None,
 ) -> dict[str, Any]:
     """metrics.json: the reconstruction scored against the private batch (reporting only).
 
-    An attack that recovered a wrong batch size (hidden B) returns another number of images: they
-    cannot be matched one to one, so the image scores are null and `batch_size_correct` is false
-    (count accuracy is reported apart from image quality)."""
+    Under secure aggregation `images` is the union of the K clients' batches (K·B images): the
+    attack must return K·B images, matched to them by the Hungarian assignment. With
+    `observation`, its defenses and privacy guarantee (DP-SGD's ε, δ) are added. An attack that
+    recovered a wrong batch size (hidden B) returns another number of images: they cannot be
+    matched one to one, so the image scores are null and `batch_size_correct` is false (count
+    accuracy is reported apart from image quality)."""
     if rec.images.shape[1:] != images.shape[1:]:
         raise GradinvError(
             f"attack returned {tuple(rec.images.shape)} images for a batch of {tuple(images.shape)}"
@@ -391,6 +418,7 @@ def score(
         if config.observation
         else config.batch_size,
         "clients": config.clients,
+        "secure_aggregation": config.secure_aggregation,
         "composition": config.composition,
         "seed": config.seed,
         "model_seed": config.model_seed,
@@ -405,6 +433,7 @@ def score(
         "iterations": len(rec.loss_history) or None,
         "time_s": round(elapsed, 3),
         "threads": torch.get_num_threads(),
+        **privacy_fields(observation),
         "info": {k: jsonable(v) for k, v in rec.info.items()},
     }
 

@@ -12,6 +12,7 @@ from . import attack, audit, experiment_labels, labels, listing, observe  # noqa
 from .analyze import analyze  # noqa: F401  (registration)
 from .app import app
 from .experiment_aux import aux_distribution  # noqa: F401  (registration)
+from .experiment_defenses import defenses  # noqa: F401  (registration)
 from .experiment_discard import information_discard  # noqa: F401  (registration)
 from .experiment_learned import learned_inversion  # noqa: F401  (registration)
 from .sweep import sweep  # noqa: F401  (registration)

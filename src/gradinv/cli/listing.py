@@ -25,10 +25,13 @@ def _section(title: str, items: dict[str, str]) -> None:
 
 
 def _options_of(name: str) -> tuple[str, list[OptionInfo]]:
+    """(heading, options) of an attack or a defense; the heading says how to set them."""
     if name in ATTACKS:
-        return f"attack {name}", ATTACKS.get(name).describe()
+        how = "--attack-opt KEY=VALUE; booleans: true/false"
+        return f"attack {name} options ({how})", ATTACKS.get(name).describe()
     if name in DEFENSES:
-        return f"defense {name}", describe(DEFENSES.get(name))
+        how = f"--defense {name}:KEY=VALUE,...; booleans: true/false"
+        return f"defense {name} options ({how})", describe(DEFENSES.get(name))
     choices = [*ATTACKS.names(), *DEFENSES.names()]
     raise GradinvError(f"no attack or defense named {name!r}; choose from: {', '.join(choices)}")
 
@@ -41,7 +44,9 @@ def list_everything(options_of: str | None) -> None:
     generator kinds."""
     if options_of:
         title, options = _options_of(options_of)
-        click.echo(f"{title} options (--attack-opt KEY=VALUE; booleans: true/false):")
+        click.echo(f"{title}:")
+        if not options:
+            click.echo("  (none)")
         for o in options:
             valid = f"  [{o.valid}]" if o.valid else ""
             click.echo(f"  {o.name} = {o.default!r} ({o.type}){valid}")

@@ -51,9 +51,28 @@ class Prune(Defense):
         return {k: g.masked_fill(masks[k].view(g.shape), 0) for k, g in update.items()}
 
     def simulate(self, update: Tensors, observed: Tensors) -> Tensors:
-        # The pruned positions are the observed zeros (a kept entry that is exactly zero is zero
-        # in the true update as well, so masking it changes nothing there).
-        return {k: g * (observed[k] != 0).to(g.dtype) for k, g in update.items()}
+        # What the attacker learns from a pruned update: the kept entries are the true values,
+        # and every pruned entry had |g| <= τ, the smallest kept magnitude (of its tensor, or of
+        # the update for scope=global). So a kept entry is compared as is and a pruned one by
+        # its excess over τ, g − clamp(g, −τ, τ), which is 0 for the true update: simulating it
+        # reproduces the observation exactly, and a candidate is penalised for every pruned
+        # entry it makes too large (measured: +8.6 dB over ignoring the pruned entries for DLG
+        # on LeNet at 90 %, docs/defenses.md). Kept entries are the observed non-zeros (a kept
+        # exact zero is below any τ > 0, so it is treated correctly as well).
+        kept = {k: observed[k] != 0 for k in update}
+        taus = {k: _smallest_kept(observed[k], kept[k]) for k in update}
+        if self.scope == "global":
+            tau = min(taus.values())
+            taus = dict.fromkeys(update, tau)
+        out = {}
+        for k, g in update.items():
+            tau = taus[k].to(g.dtype)
+            out[k] = torch.where(kept[k], g, g - torch.maximum(torch.minimum(g, tau), -tau))
+        return out
 
-    def informative(self, observed: Tensors) -> Tensors | None:
-        return {k: v != 0 for k, v in observed.items()}
+
+def _smallest_kept(observed: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """τ: the smallest kept magnitude; +inf when nothing was kept (no bound is known)."""
+    if not kept.any():
+        return torch.tensor(float("inf"), dtype=torch.float64, device=observed.device)
+    return observed.detach().abs()[kept].min().double()

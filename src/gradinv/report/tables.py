@@ -233,6 +233,63 @@ def learned_targets(root: str, arg: str | None) -> str:
     )
 
 
+DEFENSES = "docs/results/defenses/results.json"
+
+
+def _mean_std(s: dict[str, Any] | None) -> str:
+    """A summary statistic {mean, std, n} as 'mean ± std' (just the mean for one seed)."""
+    if not s or s.get("mean") is None:
+        return "—"
+    return f"{s['mean']:.1f}" if s["n"] == 1 else f"{s['mean']:.1f} ± {s['std']:.1f}"
+
+
+def _spec(spec: str) -> str:
+    return f"`{spec}`" if spec != "none" else "none"
+
+
+def defenses(root: str, arg: str | None) -> str:
+    """The defense experiment, one block (`table:defenses:BLOCK`, default lenet): per defense
+    setting ε, update cosine, FedAvg accuracy, the mean-image baseline, each attack's PSNR and
+    the blind choice (mean ± std over seeds)."""
+    data = _load(root, DEFENSES)
+    rows_in = data["summary"][arg or "lenet"]
+    names = sorted({n for r in rows_in.values() for n in r["variants"]})
+    rows = []
+    for spec, r in rows_in.items():
+        eps = None if r["epsilon"] is None else round(r["epsilon"], 2)
+        cos = r["update_cosine"]
+        acc = r["accuracy"]
+        rows.append([_spec(spec), _fmt(eps, 2), _fmt(cos["mean"], 3) if cos["n"] else "—",
+                     _fmt(acc["mean"], 3) if acc["n"] else "—", _mean_std(r["baseline"]),
+                     *[_mean_std(r["variants"].get(n)) for n in names],
+                     _mean_std(r["best"])])  # fmt: skip
+    header = ["defense", "ε (δ 1e-5)", "update cosine", "FedAvg accuracy", "mean image",
+              *names, "blind choice"]  # fmt: skip
+    return _rows(header, rows) + _source(data, DEFENSES)
+
+
+def defenses_aware(root: str, arg: str | None) -> str:
+    """Defense-aware against plain on the same observations (`table:defenses-aware:BLOCK`):
+    mean ± std of each and of the per-seed gain."""
+    data = _load(root, DEFENSES)
+    rows = []
+    for spec, r in data["summary"][arg or "lenet"].items():
+        runs = r["variant_runs"]
+        for name in sorted(runs):
+            plain = name.removesuffix("+aware")
+            if not name.endswith("+aware") or plain not in runs:
+                continue
+            gain = [runs[name][s] - runs[plain][s] for s in runs[name] if s in runs[plain]]
+            std = statistics.stdev(gain) if len(gain) > 1 else 0.0
+            g = {"mean": statistics.mean(gain), "std": std, "n": len(gain)} if gain else None
+            rows.append([_spec(spec), f"`{plain}`", _mean_std(r["variants"][plain]),
+                         _mean_std(r["variants"][name]), _mean_std(g),
+                         f"{sum(x > 0 for x in gain)}/{len(gain)}"])  # fmt: skip
+    header = ["defense", "attack", "plain PSNR", "defense-aware PSNR", "gain (dB)",
+              "seeds with a gain"]  # fmt: skip
+    return _rows(header, rows) + _source(data, DEFENSES)
+
+
 def audit(root: str, arg: str | None) -> str:
     """One `gradinv audit` report.json: per step its result and CPU seconds, then the totals."""
     path = arg or "docs/results/audit.json"
@@ -294,6 +351,8 @@ def aux_distribution(root: str, arg: str | None) -> str:
 
 RENDERERS: dict[str, Callable[[str, str | None], str]] = {
     "aux-distribution": aux_distribution,
+    "defenses": defenses,
+    "defenses-aware": defenses_aware,
     "defaults": defaults,
     "iteration-cost": iteration_cost,
     "time-to-psnr": time_to_psnr,
