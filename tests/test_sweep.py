@@ -288,7 +288,9 @@ def test_ray_resume_after_sigkill_matches_the_local_engine(tmp_path, reference, 
 
 
 def test_ctrl_c_keeps_results_and_exits_130(tmp_path):
-    grid = _write_grid(tmp_path / "grid.yaml")
+    # cells long enough (and enough of them) that the signal lands while some are still running
+    slow = {"base": {**BASE, "iterations": 300}, "grid": {**GRID["grid"], "seed": [0, 1, 2, 3]}}
+    grid = _write_grid(tmp_path / "grid.yaml", slow)
     out = tmp_path / "out"
     proc = subprocess.Popen(_sweep_cmd(grid, out), env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -299,7 +301,7 @@ def test_ctrl_c_keeps_results_and_exits_130(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
-    assert 1 <= len(read_records(str(out))) < 4
+    assert 1 <= len(read_records(str(out))) < 8
     assert (out / "summary.md").exists() and _strays(out) == []
     assert not list((out / "cells").glob(".tmp-*"))  # the killed cells left nothing behind
 

@@ -53,10 +53,14 @@ class OptimizationAttack(Attack):
         DISTANCES.get(self.distance)
         if self.label_strategy != "joint":
             STRATEGIES.get(self.label_strategy)
+        seen = set()
         for item in self.priors:
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
                 raise GradinvError(f"priors must be (name, weight) pairs, got {item!r}")
             make_prior(*item)
+            if item[0] in seen:  # two group priors would each multiply the trials
+                raise GradinvError(f"prior {item[0]!r} is given twice; give each prior once")
+            seen.add(item[0])
         if self.init != "random":
             ATTACKS.get(self.init)
             if self.init == self.name:
