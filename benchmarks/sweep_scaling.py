@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -141,7 +142,8 @@ def main() -> None:
         machine["ray"] = ray.__version__
     except ImportError:
         pass
-    report = {"grid": grid.to_dict(), "machine": machine, "runs": results, "overhead": overhead}
+    command = " ".join(["python benchmarks/sweep_scaling.py", *sys.argv[1:]])
+    report = {"command": command, "grid": grid.to_dict(), "machine": machine, "runs": results, "overhead": overhead}
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as fh:
         json.dump(report, fh, indent=2)

@@ -117,12 +117,18 @@ def sweep_scaling(root: str, arg: str | None) -> str:
     path = arg or "docs/results/sweep_scaling.json"
     data = _load(root, path)
     rows = []
-    for r in data.get("rows", []):
-        rows.append([r.get("engine"), r.get("workers"), _fmt(r.get("cells_per_minute"), 2),
-                     _fmt(r.get("speedup"), 2), _fmt(r.get("attack_s_per_cell"), 1)])  # fmt: skip
-    return _rows(["engine", "workers", "cells/min", "speed-up", "attack s/cell"], rows) + _source(
-        data, path
-    )
+    for r in data["runs"]:
+        rows.append([r["engine"], r["workers"], r["cells"], _fmt(r["wall_s"]),
+                     _fmt(r["cells_per_min"], 2), f"{_fmt(r['speedup'], 2)}×",
+                     _fmt(r["mean_cell_time_s"], 2),
+                     f"{_fmt(r['load_mean'])} / {_fmt(r['load_max'])}"])  # fmt: skip
+    header = ["engine", "workers", "cells", "wall (s)", "cells/min", "speed-up",
+              "attack s/cell", "load avg (mean / max)"]  # fmt: skip
+    over = [[o["engine"], _fmt(o["startup_s"]), _fmt(o["per_cell_s"], 3), _fmt(o["wall_s"]),
+             o["cells"]] for o in data.get("overhead", [])]  # fmt: skip
+    overhead = _rows(["engine", "start-up until the first cell (s)", "overhead per cell (s)",
+                      "wall for the empty cells (s)", "empty cells"], over)  # fmt: skip
+    return _rows(header, rows) + "\n" + overhead + _source(data, path)
 
 
 def closed_forms(root: str, arg: str | None) -> str:
