@@ -306,3 +306,21 @@ def test_hidden_batch_size_that_is_only_bounded_is_explained(tmp_path):
     assert any("only bounds it (at least 2)" in note for note in report["notes"])
     html = (tmp_path / "h" / "report.html").read_text(encoding="utf-8")
     assert "no attack applied" in html and "full text in report.json" in html
+
+
+def test_learned_row_runs_with_an_inverter_and_adopts_its_normalisation(tmp_path):
+    from gradinv.audit import run_audit
+    from gradinv.learned import train_inverter
+    from gradinv.pipeline import RunConfig
+
+    # a tiny inverter on digits@train at 16x16 (seconds); the audit's batch comes from @test,
+    # whose pixel statistics differ: without adopting the inverter's normalisation it refuses
+    inverter = train_inverter(model="lenet", data="digits@train", channels=1, image_size=16,
+                              epochs=1, seed=3, max_images=128, val_images=32, hidden=(16,),
+                              sketch=128, batch=32, stats_updates=64, out=str(tmp_path / "inv"),
+                              progress=False)  # fmt: skip
+    config = RunConfig(model="lenet", data="digits@test", channels=1, image_size=16)
+    report = run_audit(config, str(tmp_path / "l"), budget="test", inverter=inverter, defenses=[])
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["learned"]["status"] == "ok", steps["learned"].get("reason")
+    assert 0 <= steps["learned"]["metrics"]["psnr"] < 60

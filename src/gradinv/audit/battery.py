@@ -519,6 +519,7 @@ def run_audit(
     from ..report import output_directory
     from .verdict import build_report
 
+    config = _with_inverter_normalization(config, inverter)
     plan = plan_audit(config, budget, generator, inverter, defenses)
     with output_directory(out, overwrite, marker="report.json"):
         plan.config.threads = use_threads(plan.config.threads)
@@ -553,6 +554,22 @@ def run_audit(
             f"with the {done} steps finished is {os.path.join(out, 'report.html')}"
         )
     return report
+
+
+def _with_inverter_normalization(config: RunConfig, inverter: str | None) -> RunConfig:
+    """An inverter is trained for one input normalisation (part of the deployment's model, not of
+    the private data): when the user gave none, the simulated round uses the inverter's, so that
+    the learned row is not refused over the test split's slightly different pixel statistics."""
+    from ..attacks import ATTACKS
+
+    if inverter is None or config.norm_mean is not None or "learned" not in ATTACKS:
+        return config
+    from ..learned import read_record
+
+    norm = read_record(inverter).get("normalization") or {}
+    if not norm.get("mean") or not norm.get("std"):
+        return config
+    return dataclasses.replace(config, norm_mean=list(norm["mean"]), norm_std=list(norm["std"]))
 
 
 def write_audit(out: str, report: dict[str, Any], images: dict[str, torch.Tensor]) -> None:
