@@ -143,7 +143,13 @@ def main() -> None:
     except ImportError:
         pass
     command = " ".join(["python benchmarks/sweep_scaling.py", *sys.argv[1:]])
-    report = {"command": command, "grid": grid.to_dict(), "machine": machine, "runs": results, "overhead": overhead}
+    report = {
+        "command": command,
+        "grid": grid.to_dict(),
+        "machine": machine,
+        "runs": results,
+        "overhead": overhead,
+    }
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as fh:
         json.dump(report, fh, indent=2)
