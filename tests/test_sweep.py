@@ -290,6 +290,13 @@ def test_ray_resume_after_sigkill_matches_the_local_engine(tmp_path, reference, 
     assert _numbers(records) == _numbers(reference) == _numbers(local_sweep[1])
 
 
+def _default_sigint() -> None:
+    # a Ctrl-C as a terminal gives it: SIGINT neither ignored nor blocked in the driver, whatever
+    # an earlier test left in this pytest worker (ignored and blocked signals survive exec)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_results_and_exits_130(tmp_path):
     # cells long enough (and enough of them) that the signal lands while some are still running
     # (IG's Adam runs every iteration; DLG's L-BFGS may stop early when it stalls)
@@ -298,7 +305,8 @@ def test_ctrl_c_keeps_results_and_exits_130(tmp_path):
     grid = _write_grid(tmp_path / "grid.yaml", slow)
     out = tmp_path / "out"
     proc = subprocess.Popen(_sweep_cmd(grid, out), env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     deadline = time.monotonic() + 240
     while not read_records(str(out)) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
