@@ -311,8 +311,7 @@ def test_ctrl_c_keeps_results_and_exits_130(tmp_path):
     while not read_records(str(out)) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the sweep ended before it could be interrupted"
-    # Ctrl-C, pressed again every 2 s until the driver ends (in rare full-suite runs a single
-    # SIGINT was not acted on before the grid finished; a user would press again)
+    # Ctrl-C, pressed again every 2 s until the driver ends, as an impatient user would
     stdout = err = ""
     for _ in range(30):
         proc.send_signal(signal.SIGINT)
