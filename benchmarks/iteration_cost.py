@@ -11,12 +11,12 @@ it uses only the public API, so the same script measures an older checkout (PYTH
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
 import torch
 import torch.nn.functional as F
+from results_file import merge_section  # benchmarks/ is on the path of its scripts
 
 from gradinv import build_model, make_attack, observe
 
@@ -98,15 +98,9 @@ def main() -> None:
         print(f"| {name} | {batch} | {train:.1f} | {attack:.1f} | {attack / train:.2f}x | "
               f"{batched:.2f}x |", flush=True)  # fmt: skip
     if args.out:
-        try:
-            with open(args.out) as fh:
-                data = json.load(fh)
-        except FileNotFoundError:
-            data = {}
-        data["command"] = "python benchmarks/iteration_cost.py --label LABEL --out FILE"
-        data[args.label] = {"threads": args.threads, "torch": torch.__version__, "rows": rows}
-        with open(args.out, "w") as fh:
-            json.dump(data, fh, indent=2)
+        merge_section(args.out, "python benchmarks/iteration_cost.py --label LABEL --out FILE",
+                      args.label, {"threads": args.threads, "torch": torch.__version__,
+                                   "rows": rows})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ Median over 5 seeds. Uses only the public API, so the same script measures an ol
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
+from results_file import merge_section  # benchmarks/ is on the path of its scripts
 
 from gradinv import build_model, evaluate, load_dataset, make_attack, observe, sample_batch
 
@@ -86,16 +86,8 @@ def main() -> None:
               f"{r['to_20db_median_s']} s ({r['reached_20db']}), 30 dB after "
               f"{r['to_30db_median_s']} s ({r['reached_30db']})", flush=True)  # fmt: skip
     if args.out:
-        try:
-            with open(args.out) as fh:
-                data = json.load(fh)
-        except FileNotFoundError:
-            data = {}
-        data["command"] = "python benchmarks/time_to_psnr.py --label LABEL --out FILE"
-        data.setdefault(args.label, {}).update(results)
-        data[args.label]["threads"] = args.threads
-        with open(args.out, "w") as fh:
-            json.dump(data, fh, indent=2)
+        merge_section(args.out, "python benchmarks/time_to_psnr.py --label LABEL --out FILE",
+                      args.label, {**results, "threads": args.threads})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ under train-mode BatchNorm (`couples_samples`): the attacks certify nothing ther
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,6 +116,16 @@ class Certifier:
             k: (v.double() if v.is_floating_point() else v).cpu()
             for k, v in observation.buffers.items()
         }
+
+    @classmethod
+    def for_layer(
+        cls, observation: Observation, layer: Any, grads: dict[str, torch.Tensor], b_size: int,
+        tolerance: float, seed: int = 0,
+    ) -> Certifier:  # fmt: skip
+        """The certifier of a closed form on a first linear layer: it checks that layer's weight
+        and, when the next layer is linear too, that one's (`layer.weight`, `layer.next_weight`)."""
+        weights = [layer.weight] + ([layer.next_weight] if layer.next_weight else [])
+        return cls(observation, weights, grads, b_size, tolerance, seed)
 
     def certify(
         self, accepted: list[Candidate], xs: list[np.ndarray]

@@ -78,15 +78,10 @@ class BiasAttack(Attack):
             candidates, spare = self._isolate(g_w[order] / g_b[order, None])
         certified: list[np.ndarray] = []
         if not couples_samples(observation):  # train-mode BatchNorm: no per-sample gradient
-            checked = [layer.weight] + ([layer.next_weight] if layer.next_weight else [])
-            certifier = Certifier(
-                observation,
-                checked,
-                grads,
-                b_size,
-                tolerance_for(observation, self.certify_tolerance),
-                self.seed,
-            )
+            certifier = Certifier.for_layer(
+                observation, layer, grads, b_size,
+                tolerance_for(observation, self.certify_tolerance), self.seed,
+            )  # fmt: skip
             certified = [c.x for c in certifier.certify([], candidates)[0]]
         rest = [x for x in candidates if not any(x is c for c in certified)]
         rows = [torch.from_numpy(x) for x in certified + rest] + spare

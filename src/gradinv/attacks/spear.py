@@ -127,15 +127,10 @@ class Spear(Attack):
         separable = not couples_samples(observation)
         certifier = None
         if separable:
-            checked = [layer.weight] + ([layer.next_weight] if layer.next_weight else [])
-            certifier = Certifier(
-                observation,
-                checked,
-                grads,
-                b_size,
-                tolerance_for(observation, self.certify_tolerance),
-                self.seed,
-            )
+            certifier = Certifier.for_layer(
+                observation, layer, grads, b_size,
+                tolerance_for(observation, self.certify_tolerance), self.seed,
+            )  # fmt: skip
         if method == "cone":
             solver: _Cone | _Sampling = _Cone(observation, layer, grads, b_size, tol, self.seed)
             budget = self.max_programs or 12 * b_size + 40
